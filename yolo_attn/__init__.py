@@ -1,0 +1,28 @@
+"""yolo-attn: efficient attention layers as plain layer names in Ultralytics model YAMLs.
+
+``import yolo_attn`` makes ``CGA``, ``FLA``, ``LSKA`` and ``SHSA`` resolvable by Ultralytics' ``parse_model``
+(right away if Ultralytics is already imported, else the moment it is). With the package installed, the
+``yolo_attn.pth`` start-up hook does the same for the plain ``yolo`` command, with nothing imported by the user.
+
+Examples:
+    >>> import yolo_attn
+    >>> from ultralytics import YOLO
+    >>> model = YOLO("cfg/yolov8n-lska.yaml")
+"""
+
+from __future__ import annotations
+
+import sys
+
+import yolo_attn_autoload as _autoload
+
+from .integration import register, registered
+from .layers import CGA, FLA, LAYERS, LSKA, SHSA, LayerArgumentError, create_layer
+
+__version__ = "0.1.0"
+__all__ = ["CGA", "FLA", "LSKA", "SHSA", "LAYERS", "LayerArgumentError", "create_layer", "register", "registered"]
+
+if _autoload.TARGET in sys.modules:
+    register()
+else:
+    _autoload.arm()

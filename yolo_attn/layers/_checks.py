@@ -1,0 +1,53 @@
+"""Argument checks shared by the layer constructors.
+
+Every error names the layer, the argument and the fix, so that a wrong row in a model YAML reads as
+``LSKA: k_size=9 is not supported ...`` rather than a shape error deep inside torch.
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any
+
+__all__ = ["LayerArgumentError", "check_int", "check_choice", "check_divisible"]
+
+
+class LayerArgumentError(ValueError):
+    """A layer was given an argument it cannot be built with (the message says which and how to fix it)."""
+
+
+def check_int(layer: str, name: str, value: Any, low: int | None = 1, high: int | None = None) -> int:
+    """Return ``value`` if it is an integer in ``[low, high]``, else raise naming ``layer`` and ``name``.
+
+    Bools and floats are refused, even ``7.0``: a float in a model YAML is almost always a misplaced argument.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise LayerArgumentError(
+            f"{layer}: {name} must be an integer, got {value!r} ({type(value).__name__}). "
+            f"Write it as a plain integer in the YAML args, e.g. {name}={max(low or 1, 1)}."
+        )
+    value = int(value)
+    if (low is not None and value < low) or (high is not None and value > high):
+        bound = f">= {low}" if high is None else f"between {low} and {high}"
+        raise LayerArgumentError(f"{layer}: {name} must be {bound}, got {value}.")
+    return value
+
+
+def check_choice(layer: str, name: str, value: Any, choices: tuple[int, ...]) -> int:
+    """Return ``value`` if it is one of ``choices``, else raise listing them."""
+    value = check_int(layer, name, value, low=None)
+    if value not in choices:
+        raise LayerArgumentError(
+            f"{layer}: {name}={value} is not supported; choose one of {', '.join(map(str, choices))}."
+        )
+    return value
+
+
+def check_divisible(layer: str, c1: int, name: str, value: int) -> None:
+    """Raise unless the channel count ``c1`` splits evenly into ``value`` groups (heads)."""
+    if c1 % value:
+        options = [d for d in range(1, min(c1, 64) + 1) if c1 % d == 0]
+        raise LayerArgumentError(
+            f"{layer}: input channels c1={c1} are not divisible by {name}={value}; "
+            f"use a {name} that divides {c1}, e.g. one of {options}."
+        )

@@ -1,0 +1,178 @@
+"""Cascaded Group Attention (CGA) in local windows, from EfficientViT.
+
+Paper: Liu et al., "EfficientViT: Memory Efficient Vision Transformer with Cascaded Group Attention", CVPR 2023
+(https://arxiv.org/abs/2305.07027). Official code: microsoft/Cream, ``EfficientViT/downstream/efficientvit.py``.
+
+Each head sees its own channel split of the input, plus the previous head's output (the cascade); queries get a
+depthwise convolution; every head has a learned bias per relative offset (|dy|, |dx|) inside the window.
+
+Faithful: ``CGA(c1, ...).attn`` has the state_dict of the official ``LocalWindowAttention(dim=c1, key_dim, num_heads,
+attn_ratio=c1 / (key_dim * num_heads), resolution=window, window_resolution=window, kernels=[kernel] * num_heads)``
+and gives the same outputs wherever the official module runs: maps that are multiples of the window, and larger maps
+that the detection copy pads bottom/right with zeros (the padded tokens take part in attention, as there).
+
+Differs:
+
+* Maps smaller than the window along an axis use a window of the map's own size along that axis (2×2 at P5 of a
+  64 px input), with the bias of the real offsets read from the same table; the official code only accepts
+  H = W = window there. So no zero tokens dilute attention on small maps.
+* The bias index is computed from the runtime window size (no cached ``ab`` attribute that ``.to()``/``.half()``
+  would not move, no ``train()`` override); ``attention_bias_idxs`` stays as a buffer for checkpoint compatibility.
+* Large windows use ``scaled_dot_product_attention`` with the bias as an additive mask (see ``attention.py``).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ._checks import LayerArgumentError, check_divisible, check_int
+from .attention import softmax_attention
+from .conv_bn import ConvBN
+
+__all__ = ["CGA", "CascadedGroupAttention", "LocalWindowAttention"]
+
+
+def _at_most(size, limit: int):
+    """``min(size, limit)`` that also works on the traced sizes of ``torch.jit.trace`` (no Python branch)."""
+    return size - (size - limit) * (size > limit)
+
+
+def relative_offset_index(h: int, w: int, resolution: int, device=None) -> torch.Tensor:
+    """Index into a (resolution²)-entry offset table for every token pair of an h×w window: (h·w, h·w) int64.
+
+    The official table numbers offsets in order of first appearance while scanning token pairs row-major, which
+    gives offset (|dy|, |dx|) the entry ``|dy| * resolution + |dx|``.
+    """
+    ys = torch.arange(h, device=device)
+    xs = torch.arange(w, device=device)
+    dy = (ys[:, None] - ys[None, :]).abs()  # (h, h)
+    dx = (xs[:, None] - xs[None, :]).abs()  # (w, w)
+    idx = dy[:, None, :, None] * resolution + dx[None, :, None, :]  # (h, w, h, w)
+    return idx.reshape(h * w, h * w)
+
+
+class CascadedGroupAttention(nn.Module):
+    """Cascaded group attention over a window of at most ``resolution``×``resolution`` tokens.
+
+    Args:
+        dim (int): Channels; split evenly over the heads.
+        key_dim (int): Query/key channels per head.
+        num_heads (int): Heads.
+        attn_ratio (float): Value channels per head = ``int(attn_ratio * key_dim)``; must equal ``dim / num_heads``.
+        resolution (int): Window side the bias table is sized for.
+        kernels (list[int]): Depthwise kernel on the queries of each head.
+    """
+
+    def __init__(self, dim: int, key_dim: int, num_heads: int, attn_ratio: float, resolution: int, kernels):
+        super().__init__()
+        self.num_heads = num_heads
+        self.scale = key_dim**-0.5
+        self.key_dim = key_dim
+        self.d = int(round(attn_ratio * key_dim))
+        self.attn_ratio = attn_ratio
+        self.resolution = resolution
+        if self.d * num_heads != dim:
+            raise LayerArgumentError(
+                f"CascadedGroupAttention: value channels per head ({self.d}) times num_heads ({num_heads}) must "
+                f"equal dim ({dim}) for the cascade; set attn_ratio = dim / (key_dim * num_heads)."
+            )
+        self.qkvs = nn.ModuleList(ConvBN(dim // num_heads, 2 * key_dim + self.d) for _ in range(num_heads))
+        self.dws = nn.ModuleList(ConvBN(key_dim, key_dim, k, 1, k // 2, g=key_dim) for k in kernels)
+        self.proj = nn.Sequential(nn.ReLU(), ConvBN(self.d * num_heads, dim, bn_weight_init=0))
+        self.attention_biases = nn.Parameter(torch.zeros(num_heads, resolution * resolution))
+        self.register_buffer("attention_bias_idxs", relative_offset_index(resolution, resolution, resolution))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, C, H, W = x.shape  # one window per batch entry, H, W <= resolution
+        idx = relative_offset_index(H, W, self.resolution, x.device)
+        bias = self.attention_biases[:, idx]  # (heads, N, N)
+        chunks = x.chunk(self.num_heads, dim=1)  # heads × (B, C/heads, H, W)
+        outs = []
+        feat = chunks[0]
+        for i, (qkv, dw) in enumerate(zip(self.qkvs, self.dws)):
+            if i > 0:  # cascade: this head's split plus the previous head's output
+                feat = feat + chunks[i]
+            q, k, v = qkv(feat).split([self.key_dim, self.key_dim, self.d], dim=1)
+            q = dw(q)
+            q, k, v = (t.flatten(2).transpose(1, 2) for t in (q, k, v))  # (B, N, key_dim | d)
+            feat = softmax_attention(q, k, v, self.scale, bias[i])  # (B, N, d)
+            feat = feat.transpose(1, 2).reshape(B, self.d, H, W)
+            outs.append(feat)
+        return self.proj(torch.cat(outs, dim=1))
+
+
+class LocalWindowAttention(nn.Module):
+    """Split B×C×H×W into windows (padding bottom/right with zeros), run :class:`CascadedGroupAttention` on each.
+
+    Args are those of the official module; ``resolution`` is unused beyond being recorded, as there.
+    """
+
+    def __init__(self, dim: int, key_dim: int, num_heads: int = 8, attn_ratio: float = 4, resolution: int = 14,
+                 window_resolution: int = 7, kernels=(5, 5, 5, 5)):
+        super().__init__()
+        self.dim = dim
+        self.num_heads = num_heads
+        self.resolution = resolution
+        self.window_resolution = window_resolution
+        self.attn = CascadedGroupAttention(dim, key_dim, num_heads, attn_ratio, window_resolution, kernels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, C, H, W = x.shape
+        wh = _at_most(H, self.window_resolution)  # window height: the map's own height when it is smaller
+        ww = _at_most(W, self.window_resolution)
+        pad_b = (wh - H % wh) % wh
+        pad_r = (ww - W % ww) % ww
+        x = F.pad(x, (0, pad_r, 0, pad_b))  # (B, C, pH, pW)
+        pH, pW = H + pad_b, W + pad_r
+        nH, nW = pH // wh, pW // ww
+        # window partition: B C (nH wh) (nW ww) -> (B nH nW) C wh ww
+        x = x.view(B, C, nH, wh, nW, ww).permute(0, 2, 4, 1, 3, 5).reshape(B * nH * nW, C, wh, ww)
+        x = self.attn(x)
+        # window reverse: (B nH nW) C wh ww -> B C (nH wh) (nW ww)
+        x = x.view(B, nH, nW, C, wh, ww).permute(0, 3, 1, 4, 2, 5).reshape(B, C, pH, pW)
+        return x[:, :, :H, :W]
+
+
+class CGA(nn.Module):
+    """Residual cascaded group attention block: ``x + attn(x)``; output channels = input channels.
+
+    At initialisation the output projection's BatchNorm scale is 0, so the block is the identity until trained.
+
+    Args:
+        c1 (int): Input channels (filled in from the model YAML); divisible by ``num_heads``.
+        num_heads (int): Heads; each gets ``c1 / num_heads`` channels.
+        key_dim (int): Query/key channels per head.
+        window (int): Window side (tokens); maps are padded to multiples of it.
+        kernel (int): Depthwise kernel on the queries.
+
+    Examples:
+        >>> m = CGA(64)
+        >>> m(torch.randn(2, 64, 20, 15)).shape
+        torch.Size([2, 64, 20, 15])
+        YAML: ``[-1, 1, CGA, [4, 16, 7, 5]]`` (num_heads, key_dim, window, kernel; all optional)
+    """
+
+    def __init__(self, c1: int, num_heads: int = 4, key_dim: int = 16, window: int = 7, kernel: int = 5):
+        super().__init__()
+        c1 = check_int("CGA", "c1 (input channels)", c1)
+        num_heads = check_int("CGA", "num_heads", num_heads, high=c1)
+        key_dim = check_int("CGA", "key_dim", key_dim, high=1024)
+        window = check_int("CGA", "window", window, high=32)  # bias index buffer is window⁴ int64 entries
+        kernel = check_int("CGA", "kernel", kernel, high=31)
+        if kernel % 2 == 0:
+            raise LayerArgumentError(f"CGA: kernel must be odd to keep the map size, got {kernel}; use e.g. 3 or 5.")
+        check_divisible("CGA", c1, "num_heads", num_heads)
+        self.attn = LocalWindowAttention(
+            c1,
+            key_dim,
+            num_heads,
+            attn_ratio=c1 / (key_dim * num_heads),
+            resolution=window,
+            window_resolution=window,
+            kernels=[kernel] * num_heads,
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.attn(x)

@@ -1,0 +1,134 @@
+"""Focused Linear Attention (FLA), from the FLatten Transformer.
+
+Paper: Han et al., "FLatten Transformer: Vision Transformer using Focused Linear Attention", ICCV 2023
+(https://arxiv.org/abs/2308.00442). Official code: LeapLabTHU/FLatten-Transformer, ``models/flatten_swin.py``
+(class ``FocusedLinearAttention``, including the later "numerical instability" fix).
+
+Linear attention with the focused kernel φ_p(x) = ‖x‖ · x^p / ‖x^p‖ applied to ReLU(q), ReLU(k) (scaled by a learned
+softplus temperature), computed as φ(q) (φ(k)ᵀ v) / (φ(q) · mean φ(k)) — linear in tokens — plus a depthwise
+convolution on v that restores feature diversity; keys carry a learned positional encoding.
+
+Faithful: ``FLA(c1, ...).attn`` has the state_dict of the official ``FocusedLinearAttention(dim=c1,
+window_size=(window, window), num_heads, focusing_factor, kernel_size)`` and, on the window×window grid, the same
+outputs (the official module takes tokens (B, N, C); ours takes and returns B×C×H×W).
+
+Differs:
+
+* Any H×W: the grid is read from the input (the official code assumes ``H = W = sqrt(N)`` and silently mis-reshapes
+  non-square maps) and the positional encoding (window×window) is resized bilinearly (``align_corners=False``) to
+  H×W on every call — identity on the native grid, no Python branch for ``torch.jit.trace`` to freeze. Maps smaller
+  than the window get the encoding downsampled the same way (plain bilinear, no antialias).
+* The focusing kernel and the linear-attention products run in float32 even under fp16/bf16 (``x ** 3`` overflows
+  fp16); the result is cast back to the input dtype.
+* No ``print`` and no ``eval()`` override.
+* Linear layers start from truncated-normal(std 0.02) weights and zero biases, as FLatten's Swin initialises them.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ._checks import LayerArgumentError, check_divisible, check_int
+
+__all__ = ["FLA", "FocusedLinearAttention", "focused_kernel"]
+
+
+def focused_kernel(x: torch.Tensor, scale: torch.Tensor, p: int) -> torch.Tensor:
+    """φ_p(ReLU(x) / scale) over the last dimension, in float32: norm-preserving power ``p`` sharpening."""
+    x = (F.relu(x.float()) + 1e-6) / scale
+    norm = x.norm(dim=-1, keepdim=True)
+    x = x**p
+    return x / x.norm(dim=-1, keepdim=True) * norm
+
+
+class FocusedLinearAttention(nn.Module):
+    """Focused linear attention over a B×C×H×W map (global over all H·W tokens).
+
+    Args are those of the official module; ``window_size`` is the (Wh, Ww) grid of the positional encoding.
+    """
+
+    def __init__(self, dim: int, window_size, num_heads: int, qkv_bias: bool = True, qk_scale=None,
+                 attn_drop: float = 0.0, proj_drop: float = 0.0, focusing_factor: int = 3, kernel_size: int = 5):
+        super().__init__()
+        self.dim = dim
+        self.window_size = tuple(window_size)
+        self.num_heads = num_heads
+        head_dim = dim // num_heads
+        self.focusing_factor = focusing_factor
+        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
+        self.attn_drop = nn.Dropout(attn_drop)  # unused, as in the official module
+        self.proj = nn.Linear(dim, dim)
+        self.proj_drop = nn.Dropout(proj_drop)
+        self.dwc = nn.Conv2d(head_dim, head_dim, kernel_size, padding=kernel_size // 2, groups=head_dim)
+        self.scale = nn.Parameter(torch.zeros(1, 1, dim))
+        self.positional_encoding = nn.Parameter(torch.zeros(1, self.window_size[0] * self.window_size[1], dim))
+        for lin in (self.qkv, self.proj):
+            nn.init.trunc_normal_(lin.weight, std=0.02)
+            if lin.bias is not None:
+                nn.init.zeros_(lin.bias)
+
+    def position(self, H, W) -> torch.Tensor:
+        """Positional encoding for an H×W grid: (1, H·W, C) float32, bilinearly resized from the window grid."""
+        Wh, Ww = self.window_size
+        pos = self.positional_encoding.float().transpose(1, 2).reshape(1, self.dim, Wh, Ww)
+        pos = F.interpolate(pos, size=(H, W), mode="bilinear", align_corners=False)
+        return pos.flatten(2).transpose(1, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, C, H, W = x.shape
+        N, heads = H * W, self.num_heads
+        tokens = x.flatten(2).transpose(1, 2)  # (B, N, C)
+        q, k, v = self.qkv(tokens).chunk(3, dim=-1)  # 3 × (B, N, C)
+
+        with torch.autocast(x.device.type, enabled=False):  # focusing power and sums in float32
+            scale = F.softplus(self.scale.float())
+            q = focused_kernel(q, scale, self.focusing_factor)
+            k = focused_kernel(k.float() + self.position(H, W), scale, self.focusing_factor)
+            q, k, vf = (t.reshape(B, N, heads, -1).transpose(1, 2) for t in (q, k, v.float()))  # (B, h, N, d)
+            z = 1 / (q @ k.mean(dim=-2, keepdim=True).transpose(-2, -1) + 1e-6)  # (B, h, N, 1)
+            kv = (k.transpose(-2, -1) @ vf) / N  # (B, h, d, d): keys first, linear in N
+            out = (q @ kv) * z  # (B, h, N, d)
+        out = out.to(x.dtype).transpose(1, 2).reshape(B, N, C)
+
+        v = v.reshape(B, N, heads, -1).permute(0, 2, 3, 1).reshape(B * heads, -1, H, W)  # (B·h, d, H, W)
+        out = out + self.dwc(v).reshape(B, C, N).transpose(1, 2)  # depthwise conv restores rank
+        out = self.proj_drop(self.proj(out))  # (B, N, C)
+        return out.transpose(1, 2).reshape(B, C, H, W)
+
+
+class FLA(nn.Module):
+    """Residual focused linear attention block: ``x + attn(x)``; output channels = input channels.
+
+    Args:
+        c1 (int): Input channels (filled in from the model YAML); divisible by ``num_heads``.
+        num_heads (int): Heads.
+        window (int): Side of the positional-encoding grid; set it to the feature map's native size (20 for P5 at
+            640) so that grid is used as learned and other sizes get it resized.
+        focusing_factor (int): Power p of the focused kernel.
+        kernel_size (int): Depthwise kernel on the values.
+
+    Examples:
+        >>> m = FLA(128, num_heads=8, window=20)
+        >>> m(torch.randn(1, 128, 20, 15)).shape
+        torch.Size([1, 128, 20, 15])
+        YAML: ``[-1, 1, FLA, [8, 20, 3, 5]]`` (num_heads, window, focusing_factor, kernel_size; all optional)
+    """
+
+    def __init__(self, c1: int, num_heads: int = 8, window: int = 20, focusing_factor: int = 3, kernel_size: int = 5):
+        super().__init__()
+        c1 = check_int("FLA", "c1 (input channels)", c1)
+        num_heads = check_int("FLA", "num_heads", num_heads, high=c1)
+        window = check_int("FLA", "window", window, high=256)
+        focusing_factor = check_int("FLA", "focusing_factor", focusing_factor, high=16)
+        kernel_size = check_int("FLA", "kernel_size", kernel_size, high=31)
+        if kernel_size % 2 == 0:
+            raise LayerArgumentError(f"FLA: kernel_size must be odd to keep the map size, got {kernel_size}.")
+        check_divisible("FLA", c1, "num_heads", num_heads)
+        self.attn = FocusedLinearAttention(
+            c1, (window, window), num_heads, focusing_factor=focusing_factor, kernel_size=kernel_size
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.attn(x)

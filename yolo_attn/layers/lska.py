@@ -1,0 +1,66 @@
+"""Large Separable Kernel Attention (LSKA).
+
+Paper: Lau, Po & Rehman, "Large Separable Kernel Attention: Rethinking the Large Kernel Attention Design in CNN",
+Expert Systems with Applications 2024 (https://arxiv.org/abs/2309.01439). Official code:
+StevenLauHKHK/Large-Separable-Kernel-Attention, ``models/van.py`` (class ``LSKA``).
+
+A k×k large-kernel depthwise attention decomposed into a 1-D horizontal and a 1-D vertical depthwise convolution,
+then a dilated horizontal and vertical pair, then a 1×1 convolution; the result gates the input: ``x * attn``.
+
+Faithful: same parameter names (``conv0h``, ``conv0v``, ``conv_spatial_h``, ``conv_spatial_v``, ``conv1``), shapes,
+initialisation (PyTorch defaults) and output; ``k_size`` takes the paper's values only.
+
+Differs: an unsupported ``k_size`` is refused at construction (the official module builds and then fails in
+``forward``); no defensive ``clone()`` of the input.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ._checks import check_choice, check_int
+
+__all__ = ["LSKA", "LSKA_KERNELS"]
+
+LSKA_KERNELS: dict[int, tuple[int, int, int]] = {
+    # k_size: (local kernel, dilated kernel, dilation); effective receptive field ≈ k_size
+    7: (3, 3, 2),
+    11: (3, 5, 2),
+    23: (5, 7, 3),
+    35: (5, 11, 3),
+    41: (5, 13, 3),
+    53: (5, 17, 3),
+}
+
+
+class LSKA(nn.Module):
+    """Large separable kernel attention gate: ``x * conv1(dilated_v(dilated_h(local_v(local_h(x)))))``.
+
+    Args:
+        c1 (int): Input channels (filled in from the model YAML); output channels are the same.
+        k_size (int): Equivalent large kernel, one of 7, 11, 23, 35, 41, 53.
+
+    Examples:
+        >>> m = LSKA(64, k_size=23)
+        >>> m(torch.randn(1, 64, 20, 20)).shape
+        torch.Size([1, 64, 20, 20])
+        YAML: ``[-1, 1, LSKA, [23]]``
+    """
+
+    def __init__(self, c1: int, k_size: int = 7):
+        super().__init__()
+        c1 = check_int("LSKA", "c1 (input channels)", c1)
+        self.k_size = check_choice("LSKA", "k_size", k_size, tuple(LSKA_KERNELS))
+        k0, ks, d = LSKA_KERNELS[self.k_size]
+        p0, ps = (k0 - 1) // 2, (ks - 1) * d // 2
+        self.conv0h = nn.Conv2d(c1, c1, (1, k0), padding=(0, p0), groups=c1)
+        self.conv0v = nn.Conv2d(c1, c1, (k0, 1), padding=(p0, 0), groups=c1)
+        self.conv_spatial_h = nn.Conv2d(c1, c1, (1, ks), padding=(0, ps), groups=c1, dilation=d)
+        self.conv_spatial_v = nn.Conv2d(c1, c1, (ks, 1), padding=(ps, 0), groups=c1, dilation=d)
+        self.conv1 = nn.Conv2d(c1, c1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        attn = self.conv0v(self.conv0h(x))  # local separable k0×k0
+        attn = self.conv_spatial_v(self.conv_spatial_h(attn))  # dilated separable ks×ks
+        return x * self.conv1(attn)  # gate

@@ -1,0 +1,82 @@
+"""Single-Head Self-Attention (SHSA), from SHViT.
+
+Paper: Yun & Ro, "SHViT: Single-Head Vision Transformer with Memory Efficient Macro Design", CVPR 2024
+(https://arxiv.org/abs/2401.16456). Official code: ysj9909/SHViT, ``model/shvit.py`` (class ``SHSA``).
+
+One attention head over the first ``pdim`` channels only (GroupNorm(1) first, queries/keys of ``qk_dim`` channels,
+global softmax attention over all H·W tokens); the other channels pass through untouched; both parts are mixed by
+ReLU + 1×1 Conv+BN whose BatchNorm scale starts at 0, so the branch outputs exactly 0 at initialisation.
+
+Faithful: ``SHSA(c1, ...).attn`` has the official ``SHSA(dim=c1, qk_dim, pdim)`` state_dict and outputs, at any H×W.
+
+Differs: the residual (in SHViT it lives in the enclosing block) is part of this layer; attention over many tokens
+runs through ``scaled_dot_product_attention`` (see ``attention.py``): at P3 of a 640 input that is 6,400 tokens,
+whose explicit score matrix would take 164 MB per image in fp32.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ._checks import LayerArgumentError, check_int
+from .attention import softmax_attention
+from .conv_bn import ConvBN
+
+__all__ = ["SHSA", "SingleHeadSelfAttention"]
+
+
+class SingleHeadSelfAttention(nn.Module):
+    """The official ``SHSA(dim, qk_dim, pdim)`` token mixer (no residual)."""
+
+    def __init__(self, dim: int, qk_dim: int, pdim: int):
+        super().__init__()
+        self.scale = qk_dim**-0.5
+        self.qk_dim = qk_dim
+        self.dim = dim
+        self.pdim = pdim
+        self.pre_norm = nn.GroupNorm(1, pdim)
+        self.qkv = ConvBN(pdim, qk_dim * 2 + pdim)
+        self.proj = nn.Sequential(nn.ReLU(), ConvBN(dim, dim, bn_weight_init=0))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, C, H, W = x.shape
+        x1, x2 = x.split([self.pdim, self.dim - self.pdim], dim=1)  # attended | passed through
+        q, k, v = self.qkv(self.pre_norm(x1)).split([self.qk_dim, self.qk_dim, self.pdim], dim=1)
+        q, k, v = (t.flatten(2).transpose(1, 2) for t in (q, k, v))  # (B, N, qk_dim | pdim)
+        x1 = softmax_attention(q, k, v, self.scale)  # (B, N, pdim)
+        x1 = x1.transpose(1, 2).reshape(B, self.pdim, H, W)
+        return self.proj(torch.cat([x1, x2], dim=1))
+
+
+class SHSA(nn.Module):
+    """Residual single-head self-attention block: ``x + attn(x)``; output channels = input channels.
+
+    Args:
+        c1 (int): Input channels (filled in from the model YAML).
+        qk_dim (int): Query/key channels.
+        pdim (int | None): Channels that take part in attention, 1..c1; default ``max(c1 // 4, 1)``.
+
+    Examples:
+        >>> m = SHSA(256)
+        >>> m(torch.randn(1, 256, 20, 20)).shape
+        torch.Size([1, 256, 20, 20])
+        YAML: ``[-1, 1, SHSA, [16, 64]]`` (qk_dim, pdim; both optional)
+    """
+
+    def __init__(self, c1: int, qk_dim: int = 16, pdim: int | None = None):
+        super().__init__()
+        c1 = check_int("SHSA", "c1 (input channels)", c1)
+        qk_dim = check_int("SHSA", "qk_dim", qk_dim, high=1024)
+        if pdim is None:
+            pdim = max(c1 // 4, 1)
+        pdim = check_int("SHSA", "pdim", pdim)
+        if pdim > c1:
+            raise LayerArgumentError(
+                f"SHSA: pdim={pdim} exceeds the input channels c1={c1}; pdim is the number of channels that take "
+                f"part in attention, use 1..{c1} (default c1 // 4 = {max(c1 // 4, 1)})."
+            )
+        self.attn = SingleHeadSelfAttention(c1, qk_dim, pdim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.attn(x)
