@@ -85,11 +85,6 @@ def _yaml_entry(cls: type[nn.Module]) -> type[nn.Module]:
             return cls(*args, **kwargs)
         ch, f, i = frame.f_locals["ch"], frame.f_locals["f"], frame.f_locals.get("i", "?")
         where = f"model layer {i} ({name}, args {list(args)})"
-        if not isinstance(f, int):
-            raise LayerArgumentError(
-                f"{where}: {name} takes one input but 'from' is {f!r}; concatenate first "
-                f"([{f!r}, 1, Concat, [1]]) and feed the Concat to {name} with 'from' -1."
-            )
         if len(args) > len(params):
             raise LayerArgumentError(
                 f"{where}: {name} takes at most {len(params)} YAML args ({', '.join(params)}; input channels are "
@@ -110,17 +105,29 @@ def _yaml_entry(cls: type[nn.Module]) -> type[nn.Module]:
     return entry
 
 
+def _check_inputs(rows: list) -> None:
+    """Our layers take one input; parse_model would fail on ``ch[f]`` with a bare TypeError for a list."""
+    for i, row in enumerate(rows):
+        if len(row) > 3 and row[2] in _registered and not isinstance(row[0], int):
+            name, f = row[2], row[0]
+            raise LayerArgumentError(
+                f"model layer {i} ({name}, args {row[3]}): {name} takes one input but 'from' is {f!r}; concatenate "
+                f"first ([{f!r}, 1, Concat, [1]]) and feed the Concat to {name} with 'from' -1."
+            )
+
+
 def _wrap_parse_model(tasks) -> None:
     original = tasks.parse_model
     if getattr(original, "_yolo_attn", False):
         return
 
     def parse_model(d, ch, verbose=True):
+        rows = list(d.get("backbone", [])) + list(d.get("head", []))
+        _check_inputs(rows)
         try:
             return original(d, ch, verbose)
         except KeyError as e:
             name = e.args[0] if e.args else None
-            rows = list(d.get("backbone", [])) + list(d.get("head", []))
             hits = [i for i, row in enumerate(rows) if len(row) > 2 and row[2] == name]
             if not hits or isinstance(e, UnknownLayerError):
                 raise

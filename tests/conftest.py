@@ -1,0 +1,53 @@
+"""Shared fixtures. Everything runs offline: data is generated, weights are random."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+# Before anything imports ultralytics: no online checks, settings in a throw-away directory.
+os.environ.setdefault("YOLO_OFFLINE", "1")
+os.environ.setdefault("YOLO_CONFIG_DIR", tempfile.mkdtemp(prefix="yolo_attn_cfg_"))
+os.environ.setdefault("YOLO_AUTOINSTALL", "False")
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+VERSIONS_DIR = ROOT / ".venv" / "ultralytics-versions"
+OLD_ULTRALYTICS = ("8.1.47", "8.2.103", "8.3.240")
+
+
+@pytest.fixture(scope="session")
+def shapes_data(tmp_path_factory) -> Path:
+    """A tiny generated detection dataset (YAML path): 16 train / 8 val images at 64 px."""
+    from yolo_attn.data import make_shapes
+
+    return make_shapes(tmp_path_factory.mktemp("shapes"), train=16, val=8, imgsz=64, seed=0)
+
+
+def run_py(code: str, *, env: dict | None = None, cwd: Path | None = None, timeout: int = 600,
+           check: bool = True) -> subprocess.CompletedProcess:
+    """Run ``code`` in a fresh interpreter (the test venv's), return the completed process (text output)."""
+    full_env = {**os.environ, **(env or {})}
+    proc = subprocess.run([sys.executable, "-c", code], env=full_env, cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"subprocess failed ({proc.returncode}):\nSTDOUT:\n{proc.stdout[-4000:]}\n"
+                             f"STDERR:\n{proc.stderr[-6000:]}")
+    return proc
+
+
+def bin_path(name: str) -> str:
+    """A console script of the test venv (``yolo``, ``yolo-attn``)."""
+    return str(Path(sys.executable).with_name(name))
+
+
+def ultralytics_version_path(version: str) -> Path:
+    """Directory holding an extra Ultralytics release, installed by scripts/setup_env.sh."""
+    path = VERSIONS_DIR / version
+    if not (path / "ultralytics" / "__init__.py").is_file():
+        raise AssertionError(f"ultralytics {version} is not installed under {path}; run: bash scripts/setup_env.sh")
+    return path
