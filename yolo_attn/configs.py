@@ -76,3 +76,27 @@ def insert(base: str | Path | dict, layer: str, after: int | Iterable[int], args
         split = nb + 1 if p < nb else nb
         d["backbone"], d["head"] = new_rows[:split], new_rows[split:]
     return d
+
+
+def dump(d: dict, header: str = "") -> str:
+    """Model config as YAML text in Ultralytics' layout: one flow-style row per layer with its index as comment."""
+    def flow(v) -> str:
+        text = yaml.safe_dump(v, default_flow_style=True, width=1 << 16).strip()
+        return text[: -len("...")].strip() if text.endswith("\n...") else text  # scalars get an end marker
+
+    lines = [f"# {line}".rstrip() for line in header.strip().splitlines()] + [""] if header else []
+    for key, value in d.items():
+        if key in ("backbone", "head", "yaml_file", "scale", "ch"):
+            continue
+        if key == "scales":
+            lines.append("scales:")
+            lines += [f"  {k}: {flow(v)}" for k, v in value.items()]
+        else:
+            lines.append(f"{key}: {flow(value)}")
+    i = 0
+    for part in ("backbone", "head"):
+        lines += ["", f"{part}:"]
+        for row in d[part]:
+            lines.append(f"  - {flow(list(row))} # {i}")
+            i += 1
+    return "\n".join(lines) + "\n"
