@@ -8,14 +8,15 @@ depthwise convolution; every head has a learned bias per relative offset (|dy|, 
 
 Faithful: ``CGA(c1, ...).attn`` has the state_dict of the official ``LocalWindowAttention(dim=c1, key_dim, num_heads,
 attn_ratio=c1 / (key_dim * num_heads), resolution=window, window_resolution=window, kernels=[kernel] * num_heads)``
-and gives the same outputs wherever the official module runs: maps that are multiples of the window, and larger maps
-that the detection copy pads bottom/right with zeros (the padded tokens take part in attention, as there).
+and gives the same outputs when both sides of the map are multiples of the window, and when both sides exceed the
+window (the detection copy pads bottom/right with zeros, and the padded tokens take part in attention, as here).
 
 Differs:
 
-* Maps smaller than the window along an axis use a window of the map's own size along that axis (2×2 at P5 of a
-  64 px input), with the bias of the real offsets read from the same table; the official code only accepts
-  H = W = window there. So no zero tokens dilute attention on small maps.
+* Along an axis where the map is no larger than the window, the window shrinks to the map's size (2×2 at P5 of a
+  64 px input; 3×7 windows for a 3×16 map), with the bias of the real offsets read from the same table. The
+  official code pads such an axis up to the window with zero tokens (3×16 → 7×21), so outputs differ there, and
+  it fails outright when both sides are below the window unless H = W = window. Here no zero rows dilute attention.
 * The bias index is computed from the runtime window size (no cached ``ab`` attribute that ``.to()``/``.half()``
   would not move, no ``train()`` override); ``attention_bias_idxs`` stays as a buffer for checkpoint compatibility.
 * Large windows use ``scaled_dot_product_attention`` with the bias as an additive mask (see ``attention.py``).

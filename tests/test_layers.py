@@ -1,0 +1,659 @@
+"""Tests of the four attention layers against independent restatements of the official modules (tests/reference.py).
+
+Parity tests randomise *every* parameter and BatchNorm statistic of the reference first (the official inits put the
+output BatchNorm scales at 0, which would make both sides output exactly 0 and the comparison vacuous), load those
+weights into the project's layer with ``strict=True`` and compare outputs in eval mode (and in train mode, where
+BatchNorm uses batch statistics).
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import reference as R  # noqa: E402
+
+try:
+    from yolo_attn import CGA, FLA, LSKA, SHSA
+except ImportError:  # package root not wired up yet
+    from yolo_attn.layers import CGA, FLA, LSKA, SHSA
+
+
+LSKA_SIZES = (7, 11, 23, 35, 41, 53)
+SIZES = [(1, 1), (1, 5), (3, 2), (7, 7), (9, 13), (20, 20), (31, 17)]
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# helpers
+# ----------------------------------------------------------------------------------------------------------------------
+@torch.no_grad()
+def randomize_(module: torch.nn.Module, seed: int = 0, sharp: bool = True) -> torch.nn.Module:
+    """Overwrite every floating parameter and buffer with seeded random values (BatchNorm running_var > 0).
+
+    Matrices/kernels get std 1/sqrt(fan_in) so activations stay O(1). With ``sharp`` (parity tests) norm scales get
+    magnitudes in [1, 2] and random signs, so attention logits are O(1) and the softmax is far from flat (a parity
+    test with near-uniform attention barely notices a wrong scale); without it they get std 0.5 like everything
+    else, which keeps bf16 attention error (inherent, the reference shows the same) within a few 1e-3.
+    Everything else (biases, BatchNorm shift and mean, attention bias tables, positional encodings, temperatures)
+    gets std 0.5.
+    """
+    g = torch.Generator().manual_seed(seed)
+    for name, t in list(module.named_parameters()) + list(module.named_buffers()):
+        if not t.is_floating_point():
+            continue
+        leaf = name.rsplit(".", 1)[-1]
+        if leaf == "running_var":
+            val = torch.rand(t.shape, generator=g, dtype=torch.float64) * 1.5 + 0.5
+        elif leaf == "weight" and t.dim() >= 2:
+            val = torch.randn(t.shape, generator=g, dtype=torch.float64) / t[0].numel() ** 0.5
+        elif leaf == "weight" and sharp:  # norm scales: |w| in [1, 2], random sign
+            mag = torch.rand(t.shape, generator=g, dtype=torch.float64) + 1.0
+            val = torch.where(torch.rand(t.shape, generator=g, dtype=torch.float64) < 0.5, -mag, mag)
+        else:
+            val = torch.randn(t.shape, generator=g, dtype=torch.float64) * 0.5
+        t.copy_(val.to(t.dtype))
+    return module
+
+
+def rel_err(out: torch.Tensor, expected: torch.Tensor) -> float:
+    """max|out - expected| / max|expected| in float64."""
+    out, expected = out.detach().double(), expected.detach().double()
+    return float((out - expected).abs().max() / expected.abs().max())
+
+
+def assert_same_state_dict_layout(ours: torch.nn.Module, ref: torch.nn.Module) -> None:
+    """Same keys, shapes and dtypes; then load the reference's weights into ``ours`` with strict=True."""
+    sd, rsd = ours.state_dict(), ref.state_dict()
+    assert sorted(sd) == sorted(rsd), (sorted(set(sd) ^ set(rsd)),)
+    for key, val in rsd.items():
+        assert sd[key].shape == val.shape, (key, sd[key].shape, val.shape)
+        assert sd[key].dtype == val.dtype, (key, sd[key].dtype, val.dtype)
+    ours.load_state_dict(rsd, strict=True)
+
+
+def load_after_eval(ours: torch.nn.Module, ref: torch.nn.Module, example: torch.Tensor) -> None:
+    """Put ``ours`` in eval mode and run it once *before* loading the reference's weights into the part that mirrors
+    the official module (``ours.attn`` for the residual blocks, ``ours`` itself for LSKA).
+
+    A layer that caches anything derived from its parameters at ``eval()`` (as the official CGA does with its bias
+    table) would then answer with stale values; Ultralytics' EMA updates an eval-mode copy in place every step.
+    """
+    ours.eval()
+    with torch.no_grad():
+        ours(example)
+    assert_same_state_dict_layout(ours if isinstance(ours, LSKA) else ours.attn, ref)
+
+
+def tokens(x: torch.Tensor) -> torch.Tensor:
+    return x.flatten(2).transpose(1, 2)
+
+
+def untokens(t: torch.Tensor, H: int, W: int) -> torch.Tensor:
+    B, N, C = t.shape
+    return t.transpose(1, 2).reshape(B, C, H, W)
+
+
+def make_layers():
+    """Small, randomised instances of the four layers (randomised so the attention branches are not 0)."""
+    return {
+        "CGA": randomize_(CGA(16, num_heads=2, key_dim=8, window=7, kernel=3), 1, sharp=False),
+        "LSKA": randomize_(LSKA(16, k_size=11), 2, sharp=False),
+        "FLA": randomize_(FLA(16, num_heads=4, window=8), 3, sharp=False),
+        "SHSA": randomize_(SHSA(16, qk_dim=8), 4, sharp=False),
+    }
+
+
+LAYER_NAMES = ("CGA", "LSKA", "FLA", "SHSA")
+
+
+@pytest.fixture(scope="module")
+def layers():
+    return make_layers()
+
+
+@pytest.fixture
+def layer(request, layers):
+    m = copy.deepcopy(layers[request.param])
+    return m.eval()
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# reference self-check (cheap; the reference was also compared numerically with the official code, outside the repo)
+# ----------------------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("r", [1, 2, 3, 7])
+def test_reference_offset_index_matches_first_appearance_numbering(r):
+    """The official numbering: scan (p1, p2) pairs row-major, number each new (|dy|, |dx|) on first sight."""
+    points = [(i, j) for i in range(r) for j in range(r)]
+    seen, idxs = {}, []
+    for p1 in points:
+        for p2 in points:
+            off = (abs(p1[0] - p2[0]), abs(p1[1] - p2[1]))
+            seen.setdefault(off, len(seen))
+            idxs.append(seen[off])
+    assert len(seen) == r * r
+    assert torch.equal(R.relative_offset_index(r), torch.tensor(idxs).view(r * r, r * r))
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# CGA parity
+# ----------------------------------------------------------------------------------------------------------------------
+def official_cga(c1, num_heads=4, key_dim=16, window=7, kernel=5):
+    return R.LocalWindowAttention(
+        dim=c1,
+        key_dim=key_dim,
+        num_heads=num_heads,
+        attn_ratio=c1 / (key_dim * num_heads),
+        resolution=window,
+        window_resolution=window,
+        kernels=[kernel] * num_heads,
+    )
+
+
+CGA_CASES = [
+    # (c1, num_heads, key_dim, window, kernel), sizes: multiples of the window, and both sides > window (padded)
+    ((64, 4, 16, 7, 5), [(7, 7), (14, 21), (28, 14), (10, 16)]),
+    ((32, 2, 8, 5, 3), [(5, 5), (10, 15), (12, 11), (6, 9)]),
+    ((24, 3, 16, 4, 7), [(4, 4), (8, 12), (9, 5)]),  # attn_ratio = 0.5, kernel wider than the window
+]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize(("cfg", "sizes"), CGA_CASES, ids=lambda v: str(v))
+def test_cga_matches_official_eval(cfg, sizes, dtype):
+    c1, nh, kd, win, k = cfg
+    ref = randomize_(official_cga(c1, nh, kd, win, k), seed=c1).to(dtype).eval()
+    ours = CGA(c1, num_heads=nh, key_dim=kd, window=win, kernel=k).to(dtype)
+    fresh_idx = ours.attn.attn.attention_bias_idxs.clone()
+    assert fresh_idx.dtype == torch.int64
+    assert torch.equal(fresh_idx, ref.attn.attention_bias_idxs)
+    assert "attn.attention_bias_idxs" in ours.attn.state_dict()  # persistent buffer, as in the official code
+    assert ours.attn.attn.d == c1 // nh
+    load_after_eval(ours, ref, torch.zeros(1, c1, win, win, dtype=dtype))
+    g = torch.Generator().manual_seed(7)
+    for H, W in sizes:
+        x = torch.randn(2, c1, H, W, generator=g, dtype=torch.float64).to(dtype)
+        with torch.no_grad():
+            expected = ref(x)
+            got = ours.attn(x)
+            full = ours(x)
+        assert expected.abs().max() > 1e-2, "reference output ~0: parity would be vacuous"
+        assert got.shape == expected.shape == x.shape
+        assert got.dtype == dtype
+        assert rel_err(got, expected) <= 1e-5, ((H, W), rel_err(got, expected))
+        assert torch.equal(full, x + got)
+
+
+@pytest.mark.parametrize("size", [(14, 21), (10, 16)])
+def test_cga_matches_official_train(size):
+    """Train mode: BatchNorm uses batch statistics (padded zeros included, as in the official code)."""
+    c1 = 32
+    ref = randomize_(official_cga(c1, 2, 8, 7, 5), seed=11).double().train()
+    ours = CGA(c1, num_heads=2, key_dim=8, window=7, kernel=5).double().train()
+    assert_same_state_dict_layout(ours.attn, ref)
+    x = torch.randn(2, c1, *size, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    expected, got = ref(x), ours.attn(x)
+    assert expected.abs().max() > 1e-2
+    assert rel_err(got, expected) <= 1e-5
+    # running statistics moved identically
+    for key, val in ref.state_dict().items():
+        if key.endswith(("running_mean", "running_var")):
+            assert torch.allclose(ours.attn.state_dict()[key], val, rtol=1e-9, atol=1e-12), key
+
+
+def test_cga_matches_official_sdpa_sized_window():
+    """A 32×32 window has 1024² query/key pairs: exercises the project's large-window attention path."""
+    c1, win = 8, 32
+    ref = randomize_(official_cga(c1, 2, 4, win, 3), seed=5).eval()
+    ours = CGA(c1, num_heads=2, key_dim=4, window=win, kernel=3)
+    load_after_eval(ours, ref, torch.zeros(1, c1, 4, 4))
+    g = torch.Generator().manual_seed(9)
+    for H, W in [(32, 32), (33, 40)]:
+        x = torch.randn(1, c1, H, W, generator=g)
+        with torch.no_grad():
+            expected, got = ref(x), ours.attn(x)
+        assert expected.abs().max() > 1e-2
+        assert rel_err(got, expected) <= 1e-5, ((H, W), rel_err(got, expected))
+
+
+@pytest.mark.parametrize("size", [(3, 5), (1, 1), (7, 2), (6, 7)])
+def test_cga_small_map_is_one_window_of_its_own_size(size):
+    """Not an official behaviour (the official module only runs at exactly window×window when H, W <= window):
+    the layer documents that a smaller map is a single window of its own size, with each head's bias for offset
+    (|dy|, |dx|) read from the same table entry |dy| * window + |dx|, and no zero padding."""
+    c1, win = 16, 7
+    ref = randomize_(official_cga(c1, 2, 8, win, 3), seed=13).double().eval()
+    ours = CGA(c1, num_heads=2, key_dim=8, window=win, kernel=3).double()
+    load_after_eval(ours, ref, torch.zeros(1, c1, win, win, dtype=torch.float64))
+    H, W = size
+    ys, xs = torch.meshgrid(torch.arange(H), torch.arange(W), indexing="ij")
+    ys, xs = ys.reshape(-1), xs.reshape(-1)
+    ref.attn.attention_bias_idxs = (ys[:, None] - ys[None, :]).abs() * win + (xs[:, None] - xs[None, :]).abs()
+    x = torch.randn(2, c1, H, W, dtype=torch.float64)
+    with torch.no_grad():
+        expected, got = ref.attn(x), ours.attn(x)
+    assert expected.abs().max() > 1e-2
+    assert rel_err(got, expected) <= 1e-9
+
+
+def test_cga_eval_output_follows_in_place_parameter_updates():
+    """EMA-style in-place updates in eval mode must show up in the next forward (no stale cached bias)."""
+    m = randomize_(CGA(16, num_heads=2, key_dim=8, window=7), 0).eval()
+    x = torch.randn(1, 16, 14, 14)
+    with torch.no_grad():
+        before = m(x)
+        m.attn.attn.attention_biases.mul_(-3.0).add_(1.0)
+        after = m(x)
+    assert not torch.allclose(before, after)
+    ref = official_cga(16, 2, 8, 7, 5).eval()
+    ref.load_state_dict(m.attn.state_dict(), strict=True)
+    with torch.no_grad():
+        assert rel_err(m.attn(x), ref(x)) <= 1e-5
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# LSKA parity
+# ----------------------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("k_size", LSKA_SIZES)
+def test_lska_is_the_official_lska(k_size):
+    c1 = 8
+    ref = randomize_(R.LSKA(c1, k_size), seed=k_size).eval()
+    ours = LSKA(c1, k_size=k_size)
+    for name in ("conv0h", "conv0v", "conv_spatial_h", "conv_spatial_v", "conv1"):
+        a, b = getattr(ours, name), getattr(ref, name)
+        assert (a.kernel_size, a.padding, a.dilation, a.groups, a.stride) == (
+            b.kernel_size, b.padding, b.dilation, b.groups, b.stride
+        ), name
+    load_after_eval(ours, ref, torch.zeros(1, c1, 5, 5))
+    g = torch.Generator().manual_seed(k_size)
+    for H, W in [(9, 13), (20, 20), (1, 1)]:
+        x = torch.randn(2, c1, H, W, generator=g)
+        with torch.no_grad():
+            expected, got = ref(x), ours(x)
+        assert expected.abs().max() > 1e-3
+        assert rel_err(got, expected) <= 1e-5, ((H, W), rel_err(got, expected))
+
+
+def test_lska_default_k_size_is_7():
+    assert LSKA(8).k_size == 7
+    assert LSKA(8).conv_spatial_h.dilation == R.LSKA(8, 7).conv_spatial_h.dilation
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# FLA parity
+# ----------------------------------------------------------------------------------------------------------------------
+def official_fla(c1, num_heads=8, window=20, focusing_factor=3, kernel_size=5):
+    return R.FocusedLinearAttention(
+        dim=c1, window_size=(window, window), num_heads=num_heads, focusing_factor=focusing_factor,
+        kernel_size=kernel_size,
+    )
+
+
+FLA_CASES = [(32, 8, 20, 3, 5), (32, 8, 8, 3, 5), (16, 2, 5, 2, 3), (24, 3, 6, 4, 7)]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("cfg", FLA_CASES, ids=str)
+def test_fla_matches_official_on_window_grid(cfg, dtype):
+    c1, nh, win, ff, ks = cfg
+    ref = randomize_(official_fla(c1, nh, win, ff, ks), seed=win).to(dtype).eval()
+    ours = FLA(c1, num_heads=nh, window=win, focusing_factor=ff, kernel_size=ks).to(dtype)
+    load_after_eval(ours, ref, torch.zeros(1, c1, win, win, dtype=dtype))
+    x = torch.randn(2, c1, win, win, generator=torch.Generator().manual_seed(1), dtype=torch.float64).to(dtype)
+    with torch.no_grad():
+        expected = untokens(ref(tokens(x)), win, win)
+        got = ours.attn(x)
+        full = ours(x)
+    assert expected.abs().max() > 1e-2
+    assert got.shape == x.shape and got.dtype == dtype
+    assert rel_err(got, expected) <= 1e-5, rel_err(got, expected)
+    assert torch.equal(full, x + got)
+
+
+def expected_fla_off_grid(ref: R.FocusedLinearAttention, x: torch.Tensor) -> torch.Tensor:
+    """Positional encoding resized bilinearly (align_corners=False) to H×W, then the official token math on the
+    H×W grid (depthwise conv on the H×W map)."""
+    B, C, H, W = x.shape
+    wh, ww = ref.window_size
+    table = ref.positional_encoding.transpose(1, 2).reshape(1, C, wh, ww)
+    pos = F.interpolate(table, size=(H, W), mode="bilinear", align_corners=False).flatten(2).transpose(1, 2)
+    return untokens(R.focused_linear_attention(ref, tokens(x), H, W, pos), H, W)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_fla_resizes_positional_encoding_off_grid(dtype):
+    c1, win = 16, 8
+    ref = randomize_(official_fla(c1, 4, win, 3, 5), seed=21).to(dtype).eval()
+    ours = FLA(c1, num_heads=4, window=win).to(dtype)
+    load_after_eval(ours, ref, torch.zeros(1, c1, 3, 3, dtype=dtype))
+    g = torch.Generator().manual_seed(2)
+    for H, W in [(16, 24), (5, 9), (1, 1), (31, 17), (8, 8), (8, 3)]:
+        x = torch.randn(2, c1, H, W, generator=g, dtype=torch.float64).to(dtype)
+        with torch.no_grad():
+            expected, got = expected_fla_off_grid(ref, x), ours.attn(x)
+        assert expected.abs().max() > 1e-2
+        assert rel_err(got, expected) <= 1e-5, ((H, W), rel_err(got, expected))
+
+
+def test_fla_off_grid_expectation_reduces_to_official_on_grid():
+    """Sanity of the off-grid oracle: on the native grid it is the official forward."""
+    ref = randomize_(official_fla(16, 4, 6, 3, 5), seed=3).double()
+    x = torch.randn(2, 16, 6, 6, dtype=torch.float64)
+    with torch.no_grad():
+        assert rel_err(expected_fla_off_grid(ref, x), untokens(ref(tokens(x)), 6, 6)) <= 1e-12
+
+
+def test_fla_positional_encoding_matters_off_grid():
+    """The resized encoding is really used: changing the table changes the output at 16×24."""
+    m = randomize_(FLA(16, num_heads=4, window=8), 0).eval()
+    x = torch.randn(1, 16, 16, 24)
+    with torch.no_grad():
+        before = m(x)
+        m.attn.positional_encoding.add_(1.0)
+        after = m(x)
+    assert not torch.allclose(before, after)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# SHSA parity
+# ----------------------------------------------------------------------------------------------------------------------
+SHSA_CASES = [
+    # (c1, qk_dim, pdim given, pdim used)
+    (32, 16, None, 8),
+    (32, 8, 32, 32),
+    (32, 8, 1, 1),
+    (3, 4, None, 1),
+]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("cfg", SHSA_CASES, ids=str)
+def test_shsa_matches_official(cfg, dtype):
+    c1, qk, pdim, pdim_used = cfg
+    ref = randomize_(R.SHSA(c1, qk, pdim_used), seed=c1 + qk).to(dtype).eval()
+    ours = SHSA(c1, qk_dim=qk) if pdim is None else SHSA(c1, qk_dim=qk, pdim=pdim)
+    ours = ours.to(dtype)
+    assert ours.attn.pdim == pdim_used
+    load_after_eval(ours, ref, torch.zeros(1, c1, 2, 2, dtype=dtype))
+    g = torch.Generator().manual_seed(4)
+    for H, W in [(1, 1), (9, 13), (20, 20), (32, 33)]:  # 32×33: over a million query/key pairs
+        x = torch.randn(2, c1, H, W, generator=g, dtype=torch.float64).to(dtype)
+        with torch.no_grad():
+            expected, got, full = ref(x), ours.attn(x), ours(x)
+        assert expected.abs().max() > 1e-2
+        assert got.shape == x.shape and got.dtype == dtype
+        assert rel_err(got, expected) <= 1e-5, ((H, W), rel_err(got, expected))
+        assert torch.equal(full, x + got)
+
+
+def test_shsa_matches_official_train():
+    ref = randomize_(R.SHSA(16, 8, 4), seed=1).double().train()
+    ours = SHSA(16, qk_dim=8).double().train()
+    assert_same_state_dict_layout(ours.attn, ref)
+    x = torch.randn(2, 16, 7, 9, dtype=torch.float64)
+    expected, got = ref(x), ours.attn(x)
+    assert expected.abs().max() > 1e-2
+    assert rel_err(got, expected) <= 1e-5
+
+
+def test_shsa_default_pdim():
+    for c1, pdim in [(1, 1), (3, 1), (4, 1), (16, 4), (30, 7), (256, 64)]:
+        m = SHSA(c1)
+        assert m.attn.pdim == pdim
+        assert m.attn.state_dict()["pre_norm.weight"].shape == (pdim,)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# every layer: shapes, modes, gradients
+# ----------------------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("layer", LAYER_NAMES, indirect=True)
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_any_size_forward_backward(layer, mode):
+    layer.train(mode == "train")
+    g = torch.Generator().manual_seed(0)
+    for H, W in SIZES:
+        x = torch.randn(2, 16, H, W, generator=g, requires_grad=True)
+        y = layer(x)
+        assert y.shape == x.shape, (H, W)
+        assert torch.isfinite(y).all(), (H, W)
+        layer.zero_grad(set_to_none=True)
+        (y * torch.randn(y.shape, generator=g)).sum().backward()
+        assert torch.isfinite(x.grad).all(), (H, W)
+        for name, p in layer.named_parameters():
+            assert p.grad is not None, (H, W, name)
+            assert torch.isfinite(p.grad).all(), (H, W, name)
+
+
+@pytest.mark.parametrize("layer", LAYER_NAMES, indirect=True)
+def test_batch_of_one_eval(layer):
+    x = torch.randn(1, 16, 5, 11)
+    with torch.no_grad():
+        y = layer(x)
+    assert y.shape == x.shape and torch.isfinite(y).all()
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# precision
+# ----------------------------------------------------------------------------------------------------------------------
+PRECISION_SIZES = [(9, 13), (20, 20)]
+
+
+@pytest.mark.parametrize("layer", LAYER_NAMES, indirect=True)
+@pytest.mark.parametrize(("dtype", "tol"), [(torch.float16, 1e-2), (torch.bfloat16, 2e-2)], ids=["fp16", "bf16"])
+def test_half_precision_close_to_fp32(layer, dtype, tol):
+    low = copy.deepcopy(layer).to(dtype)
+    g = torch.Generator().manual_seed(1)
+    for H, W in PRECISION_SIZES:
+        x = torch.randn(2, 16, H, W, generator=g)
+        with torch.no_grad():
+            y32, ylow = layer(x), low(x.to(dtype))
+        assert ylow.dtype == dtype
+        assert torch.isfinite(ylow).all()
+        assert rel_err(ylow, y32) <= tol, ((H, W), rel_err(ylow, y32))
+
+
+@pytest.mark.parametrize("layer", LAYER_NAMES, indirect=True)
+def test_bf16_autocast_close_to_fp32(layer):
+    g = torch.Generator().manual_seed(2)
+    for H, W in PRECISION_SIZES:
+        x = torch.randn(2, 16, H, W, generator=g)
+        with torch.no_grad():
+            y32 = layer(x)
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                yac = layer(x)
+        assert torch.isfinite(yac).all()
+        assert rel_err(yac, y32) <= 2e-2, ((H, W), rel_err(yac, y32))
+
+
+@pytest.mark.parametrize("randomized", [False, True])
+def test_fla_fp16_large_inputs_stay_finite(randomized):
+    m = FLA(16, num_heads=4, window=8)
+    if randomized:
+        randomize_(m, 5)
+    m = m.eval().half()
+    g = torch.Generator().manual_seed(3)
+    for H, W in [(8, 8), (13, 7)]:
+        x = (torch.randn(2, 16, H, W, generator=g) * 100).half()
+        with torch.no_grad():
+            y = m(x)
+        assert torch.isfinite(y).all(), (H, W)
+    m.train()
+    x = (torch.randn(2, 16, 8, 8, generator=g) * 100).half().requires_grad_()
+    y = m(x)
+    y.float().sum().backward()
+    assert torch.isfinite(y).all() and torch.isfinite(x.grad).all()
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# module mechanics
+# ----------------------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("layer", LAYER_NAMES, indirect=True)
+def test_deepcopy_and_float64(layer):
+    x = torch.randn(2, 16, 9, 13)
+    with torch.no_grad():
+        y = layer(x)
+        assert torch.equal(copy.deepcopy(layer)(x), y)
+        m64 = copy.deepcopy(layer).to(torch.float64)
+        y64 = m64(x.double())
+    assert y64.dtype == torch.float64
+    assert all(t.dtype == torch.float64 for t in m64.state_dict().values() if t.is_floating_point())
+    assert rel_err(y64, y) <= 1e-5
+    with torch.no_grad():  # the original is untouched by the conversion of its copy
+        assert torch.equal(layer(x), y)
+
+
+TRACE_SIZES = {"CGA": ((14, 14), [(21, 28), (7, 7), (10, 16), (3, 5)]), "LSKA": ((20, 20), [(16, 24), (1, 1)]),
+               "FLA": ((20, 20), [(16, 24), (8, 8), (3, 50)]), "SHSA": ((20, 20), [(16, 24), (1, 1)])}
+
+
+@pytest.mark.parametrize("layer", LAYER_NAMES, indirect=True)
+def test_jit_trace_reproduces_eager_at_other_sizes(layer, request):
+    name = request.node.callspec.params["layer"]
+    traced_at, others = TRACE_SIZES[name]
+    g = torch.Generator().manual_seed(6)
+    x0 = torch.randn(1, 16, *traced_at, generator=g)
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        traced = torch.jit.trace(layer, x0, check_trace=False)
+    for H, W in [traced_at, *others]:
+        x = torch.randn(2, 16, H, W, generator=g)
+        with torch.no_grad():
+            expected, got = layer(x), traced(x)
+        assert got.shape == expected.shape, (H, W)
+        assert rel_err(got, expected) <= 1e-5, ((H, W), rel_err(got, expected))
+
+
+@pytest.mark.parametrize("layer", LAYER_NAMES, indirect=True)
+def test_train_eval_return_self(layer):
+    assert layer.train() is layer and layer.training
+    assert layer.eval() is layer and not layer.training
+    assert layer.train(False) is layer
+    for sub in layer.modules():
+        assert sub.train() is sub
+        assert sub.eval() is sub
+
+
+@pytest.mark.parametrize("name", LAYER_NAMES)
+def test_construction_and_use_print_nothing(name, capsys):
+    m = make_layers()[name]
+    m.eval()
+    m.train()
+    with torch.no_grad():
+        m(torch.randn(2, 16, 6, 6))
+    out, err = capsys.readouterr()
+    assert out == "" and err == ""
+
+
+@pytest.mark.parametrize("layer", LAYER_NAMES, indirect=True)
+def test_state_dict_only_tensors_and_round_trips(layer, request):
+    sd = layer.state_dict()
+    assert sd and all(isinstance(v, torch.Tensor) for v in sd.values())
+    fresh = {"CGA": lambda: CGA(16, num_heads=2, key_dim=8, window=7, kernel=3), "LSKA": lambda: LSKA(16, 11),
+             "FLA": lambda: FLA(16, num_heads=4, window=8), "SHSA": lambda: SHSA(16, qk_dim=8)}
+    other = fresh[request.node.callspec.params["layer"]]().eval()
+    other.load_state_dict(sd, strict=True)
+    x = torch.randn(1, 16, 9, 13)
+    with torch.no_grad():
+        assert torch.equal(other(x), layer(x))
+
+
+def test_residual_layers_are_identity_at_init():
+    """The official output projections start with BatchNorm scale 0, so the residual blocks start as identity."""
+    x = torch.randn(2, 16, 9, 13)
+    for m in (CGA(16, num_heads=2, key_dim=8), SHSA(16)):
+        with torch.no_grad():
+            assert torch.equal(m.eval()(x), x)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# constructor argument errors
+# ----------------------------------------------------------------------------------------------------------------------
+def msg(layer: str, arg: str) -> str:
+    """Case-insensitive regex: the message names the layer and the argument, anywhere, in any order."""
+    return rf"(?is)^(?=.*\b{re.escape(layer)}\b)(?=.*\b{re.escape(arg)}\b)"
+
+
+NON_INTEGERS = [7.5, "7", True]
+
+BAD_ARGS = []
+for _layer, _cls, _ints, _positive in [
+    ("CGA", CGA, {"c1": 16, "num_heads": 2, "key_dim": 8, "window": 7, "kernel": 3},
+     ["c1", "num_heads", "key_dim", "window", "kernel"]),
+    ("LSKA", LSKA, {"c1": 16, "k_size": 7}, ["c1", "k_size"]),
+    ("FLA", FLA, {"c1": 16, "num_heads": 4, "window": 8, "focusing_factor": 3, "kernel_size": 5},
+     ["c1", "num_heads", "window", "focusing_factor", "kernel_size"]),
+    ("SHSA", SHSA, {"c1": 16, "qk_dim": 8, "pdim": 4}, ["c1", "qk_dim", "pdim"]),
+]:
+    for _arg in _ints:
+        for _bad in NON_INTEGERS:
+            BAD_ARGS.append((_layer, _cls, {**_ints, _arg: _bad}, _arg))
+    for _arg in _positive:
+        for _bad in (0, -1):
+            BAD_ARGS.append((_layer, _cls, {**_ints, _arg: _bad}, _arg))
+BAD_ARGS += [
+    ("CGA", CGA, {"c1": 30, "num_heads": 4}, "num_heads"),
+    ("CGA", CGA, {"c1": 6, "num_heads": 4}, "num_heads"),
+    ("FLA", FLA, {"c1": 30, "num_heads": 8}, "num_heads"),
+    ("FLA", FLA, {"c1": 12, "num_heads": 8}, "num_heads"),
+    ("SHSA", SHSA, {"c1": 16, "pdim": 17}, "pdim"),
+    ("SHSA", SHSA, {"c1": 1, "pdim": 2}, "pdim"),
+    ("SHSA", SHSA, {"c1": 16, "pdim": -4}, "pdim"),
+    ("LSKA", LSKA, {"c1": 16, "k_size": 5}, "k_size"),
+    ("LSKA", LSKA, {"c1": 16, "k_size": 13}, "k_size"),
+    ("LSKA", LSKA, {"c1": -8, "k_size": 7}, "c1"),
+]
+
+
+def _bad_id(case):
+    layer, _, kwargs, arg = case
+    return f"{layer}-{arg}={kwargs[arg]!r}"
+
+
+@pytest.mark.parametrize("case", BAD_ARGS, ids=[_bad_id(c) for c in BAD_ARGS])
+def test_bad_constructor_args_raise_naming_layer_and_argument(case):
+    layer, cls, kwargs, arg = case
+    with pytest.raises((ValueError, TypeError), match=msg(layer, arg)):
+        cls(**kwargs)
+
+
+def test_lska_unsupported_k_size_lists_choices():
+    with pytest.raises((ValueError, TypeError), match=msg("LSKA", "k_size")) as info:
+        LSKA(16, k_size=9)
+    listed = {int(n) for n in re.findall(r"\d+", str(info.value))}
+    assert set(LSKA_SIZES) <= listed, str(info.value)
+
+
+@pytest.mark.parametrize(("cls", "layer", "kwargs", "arg"), [
+    (CGA, "CGA", {"c1": 16, "num_heads": 2, "kernel": 4}, "kernel"),
+    (CGA, "CGA", {"c1": 16, "num_heads": 2, "kernel": 2}, "kernel"),
+    (FLA, "FLA", {"c1": 16, "num_heads": 4, "window": 8, "kernel_size": 4}, "kernel_size"),
+])
+def test_even_kernel_is_refused_or_keeps_shape(cls, layer, kwargs, arg):
+    """An even depthwise kernel with k//2 padding would grow the map; either refuse it by name or still work."""
+    try:
+        m = cls(**kwargs)
+    except (ValueError, TypeError) as e:
+        assert re.search(msg(layer, arg), str(e)), str(e)
+        return
+    x = torch.randn(2, 16, 9, 13)
+    with torch.no_grad():
+        assert m.eval()(x).shape == x.shape
+
+
+def test_keyword_and_positional_arguments_agree():
+    """The YAML passes arguments positionally after c1: they must land on the documented names."""
+    assert CGA(16, 2, 8, 5, 3).state_dict()["attn.attn.dws.0.c.weight"].shape == (8, 1, 3, 3)
+    assert CGA(16, 2, 8, 5, 3).attn.window_resolution == 5
+    assert LSKA(16, 23).k_size == 23
+    fla = FLA(16, 2, 6, 2, 3)
+    assert fla.attn.num_heads == 2 and tuple(fla.attn.window_size) == (6, 6)
+    assert fla.attn.focusing_factor == 2 and fla.attn.dwc.kernel_size == (3, 3)
+    shsa = SHSA(16, 8, 5)
+    assert shsa.attn.qk_dim == 8 and shsa.attn.pdim == 5
