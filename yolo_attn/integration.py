@@ -171,7 +171,7 @@ def register() -> tuple[str, ...]:
                 setattr(tasks, name, _yaml_entry(cls))
             names.append(name)
         _wrap_parse_model(tasks)
-        if hasattr(torch.serialization, "add_safe_globals"):
+        if not _registered and hasattr(torch.serialization, "add_safe_globals"):  # torch >= 2.4; once per process
             torch.serialization.add_safe_globals(list(SAFE_GLOBALS))
         _registered = tuple(names)
     return _registered
