@@ -18,6 +18,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 VERSIONS_DIR = ROOT / ".venv" / "ultralytics-versions"
 OLD_ULTRALYTICS = ("8.1.47", "8.2.103", "8.3.240")
+NAMES = ("CGA", "FLA", "LSKA", "SHSA")
 
 
 @pytest.fixture(scope="session")
@@ -51,3 +52,14 @@ def ultralytics_version_path(version: str) -> Path:
     if not (path / "ultralytics" / "__init__.py").is_file():
         raise AssertionError(f"ultralytics {version} is not installed under {path}; run: bash scripts/setup_env.sh")
     return path
+
+
+def all_layers_after(base: str) -> dict:
+    """Config dict of ``base`` with CGA, FLA, LSKA, SHSA stacked (in that order) after its P5 context block."""
+    from yolo_attn.configs import find_after_sppf, insert, load_base
+
+    d = load_base(base)
+    p = find_after_sppf(d)
+    for name in reversed(NAMES):
+        d = insert(d, name, p)  # each lands at p + 1, pushing the previous ones down
+    return d

@@ -10,15 +10,12 @@ import torch
 
 import yolo_attn
 from yolo_attn import CGA, FLA, LSKA, SHSA
-from yolo_attn.configs import find_after_sppf, insert, load_base
+from yolo_attn.configs import find_after_sppf, load_base
 from yolo_attn.integration import UnknownLayerError
 
-from conftest import run_py
+from conftest import NAMES, all_layers_after, run_py
 
 from ultralytics.nn import tasks  # noqa: E402  (after conftest set the offline environment)
-
-NAMES = ("CGA", "FLA", "LSKA", "SHSA")
-
 
 def in_channels(layer: torch.nn.Module) -> int:
     """c1 a layer was built with, read from its weights (independent of how it was constructed)."""
@@ -103,14 +100,6 @@ def test_n_repeats_build_independent_layers():
     assert isinstance(rep, torch.nn.Sequential) and len(rep) == 3
     assert all(type(m) is SHSA and in_channels(m) == 128 for m in rep)  # C2f(128) at width 1.0
     assert len({id(m.attn.qkv.c.weight) for m in rep}) == 3
-
-
-def all_layers_after(base: str) -> dict:
-    d = load_base(base)
-    p = find_after_sppf(d)
-    for name in reversed(NAMES):
-        d = insert(d, name, p)  # stacked after the P5 block: p+1 .. p+4
-    return d
 
 
 @pytest.mark.parametrize("scale", ["n", "s", "m", "l", "x"])

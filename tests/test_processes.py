@@ -9,22 +9,14 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
-from conftest import OLD_ULTRALYTICS, bin_path, run_py, ultralytics_version_path
-from yolo_attn.configs import find_after_sppf, insert, load_base
-
-NAMES = ("CGA", "FLA", "LSKA", "SHSA")
+from conftest import NAMES, OLD_ULTRALYTICS, all_layers_after, bin_path, run_py, ultralytics_version_path
+from yolo_attn.configs import dump
 
 
 def write_cfg(path: Path, base: str = "yolov8.yaml") -> Path:
     """All four layers stacked after the P5 context block of ``base``, as a YAML file."""
-    d = load_base(base)
-    p = find_after_sppf(d)
-    for name in reversed(NAMES):
-        d = insert(d, name, p)
-    d = {k: v for k, v in d.items() if k not in ("yaml_file", "scale", "ch")}
-    path.write_text(yaml.safe_dump(d, sort_keys=False))
+    path.write_text(dump(all_layers_after(base)))
     return path
 
 

@@ -14,7 +14,7 @@ from typing import Iterable, Sequence
 
 import yaml
 
-__all__ = ["load_base", "insert", "find_after_sppf"]
+__all__ = ["load_base", "insert", "find_after_sppf", "dump"]
 
 _P5_CONTEXT = ("SPPF", "SPP", "SPPELAN", "AIFI")  # the P5 context block after which 'after-sppf' inserts
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numbers
 from typing import Any
 
-__all__ = ["LayerArgumentError", "check_int", "check_choice", "check_divisible"]
+__all__ = ["LayerArgumentError", "check_int", "check_choice", "check_divisible", "check_odd_kernel"]
 
 
 class LayerArgumentError(ValueError):
@@ -51,3 +51,11 @@ def check_divisible(layer: str, c1: int, name: str, value: int) -> None:
             f"{layer}: input channels c1={c1} are not divisible by {name}={value}; "
             f"use a {name} that divides {c1}, e.g. one of {options}."
         )
+
+
+def check_odd_kernel(layer: str, name: str, value: Any, high: int = 31) -> int:
+    """Return ``value`` if it is an odd kernel size in ``[1, high]``: 'same' padding ``k // 2`` keeps the map size."""
+    value = check_int(layer, name, value, high=high)
+    if value % 2 == 0:
+        raise LayerArgumentError(f"{layer}: {name} must be odd to keep the map size, got {value}; use e.g. 3 or 5.")
+    return value

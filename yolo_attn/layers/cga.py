@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._checks import LayerArgumentError, check_divisible, check_int
+from ._checks import LayerArgumentError, check_divisible, check_int, check_odd_kernel
 from .attention import softmax_attention
 from .conv_bn import ConvBN
 
@@ -161,9 +161,7 @@ class CGA(nn.Module):
         num_heads = check_int("CGA", "num_heads", num_heads, high=c1)
         key_dim = check_int("CGA", "key_dim", key_dim, high=1024)
         window = check_int("CGA", "window", window, high=32)  # bias index buffer is window⁴ int64 entries
-        kernel = check_int("CGA", "kernel", kernel, high=31)
-        if kernel % 2 == 0:
-            raise LayerArgumentError(f"CGA: kernel must be odd to keep the map size, got {kernel}; use e.g. 3 or 5.")
+        kernel = check_odd_kernel("CGA", "kernel", kernel)
         check_divisible("CGA", c1, "num_heads", num_heads)
         self.attn = LocalWindowAttention(
             c1,

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._checks import LayerArgumentError, check_divisible, check_int
+from ._checks import check_divisible, check_int, check_odd_kernel
 
 __all__ = ["FLA", "FocusedLinearAttention", "focused_kernel"]
 
@@ -122,9 +122,7 @@ class FLA(nn.Module):
         num_heads = check_int("FLA", "num_heads", num_heads, high=c1)
         window = check_int("FLA", "window", window, high=256)
         focusing_factor = check_int("FLA", "focusing_factor", focusing_factor, high=16)
-        kernel_size = check_int("FLA", "kernel_size", kernel_size, high=31)
-        if kernel_size % 2 == 0:
-            raise LayerArgumentError(f"FLA: kernel_size must be odd to keep the map size, got {kernel_size}.")
+        kernel_size = check_odd_kernel("FLA", "kernel_size", kernel_size)
         check_divisible("FLA", c1, "num_heads", num_heads)
         self.attn = FocusedLinearAttention(
             c1, (window, window), num_heads, focusing_factor=focusing_factor, kernel_size=kernel_size
