@@ -5,18 +5,31 @@ entry point — for environments that skip ``.pth`` start-up files (``python -S`
 
     yolo-attn train model=cfg/yolov8n-lska.yaml data=coco8.yaml epochs=1
 
-Own sub-commands:
+Own sub-commands (``yolo-attn <command> --help`` for options):
 
     yolo-attn layers             list the registered layer names and their YAML arguments
-    yolo-attn data shapes ...    generate the synthetic shapes dataset (``--help`` for options)
+    yolo-attn insert ...         insert a layer into a model YAML, renumbering every ``from`` index
+    yolo-attn check ...          build a config at several scales and shapes; per-layer params and FLOPs
+    yolo-attn demo ...           offline comparison run: stock YOLOv8n against the four attention variants
+    yolo-attn bench ...          layer and model benchmarks (writes BENCHMARKS.md)
+    yolo-attn data shapes ...    generate the synthetic shapes dataset
 """
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import sys
 
-__all__ = ["main"]
+__all__ = ["main", "COMMANDS"]
+
+COMMANDS = {
+    "insert": "yolo_attn.configs:main",
+    "check": "yolo_attn.check:main",
+    "demo": "yolo_attn.demo:main",
+    "bench": "yolo_attn.bench:main",
+}
+"""Sub-command -> ``module:function`` taking the remaining arguments and returning an exit code (imported lazily)."""
 
 
 def _layers() -> int:
@@ -47,6 +60,9 @@ def main(argv: list[str] | None = None) -> int:
         return _layers()
     if argv[:1] == ["data"]:
         return _data(argv[1:])
+    if argv[:1] and argv[0] in COMMANDS:
+        module, func = COMMANDS[argv[0]].split(":")
+        return getattr(importlib.import_module(module), func)(argv[1:]) or 0
 
     from . import register
 

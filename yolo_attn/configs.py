@@ -14,7 +14,7 @@ from typing import Iterable, Sequence
 
 import yaml
 
-__all__ = ["load_base", "insert", "find_after_sppf", "dump"]
+__all__ = ["load_base", "insert", "find_after_sppf", "dump", "declared_scales"]
 
 _P5_CONTEXT = ("SPPF", "SPP", "SPPELAN", "AIFI")  # the P5 context block after which 'after-sppf' inserts
 
@@ -30,6 +30,19 @@ def load_base(cfg: str | Path | dict) -> dict:
         return yaml_model_load(str(cfg))  # resolves stock names (yolov8n.yaml -> yolov8.yaml + scale n)
     with open(path, encoding="utf-8") as fh:
         return yaml.safe_load(fh)
+
+
+def declared_scales(cfg: str | Path | dict) -> list:
+    """Scales a config builds at: the one its file name fixes (``yolov8s-lska.yaml``), else every scale it
+    declares, else ``[None]`` (no ``scales`` block)."""
+    if not isinstance(cfg, dict):
+        from ultralytics.nn.tasks import guess_model_scale
+
+        fixed = guess_model_scale(cfg)
+        if fixed:
+            return [fixed]
+    d = cfg if isinstance(cfg, dict) else load_base(cfg)
+    return list(d.get("scales") or {}) or [None]
 
 
 def _rows(d: dict) -> list:

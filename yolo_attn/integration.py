@@ -37,7 +37,7 @@ from .layers.conv_bn import ConvBN
 from .layers.fla import FocusedLinearAttention
 from .layers.shsa import SingleHeadSelfAttention
 
-__all__ = ["register", "registered", "CHECKED_VERSIONS", "UnknownLayerError", "SAFE_GLOBALS"]
+__all__ = ["register", "registered", "build_model", "CHECKED_VERSIONS", "UnknownLayerError", "SAFE_GLOBALS"]
 
 CHECKED_VERSIONS = ("8.1.47", "8.2.103", "8.3.240", "8.4.190")
 
@@ -142,6 +142,31 @@ def _wrap_parse_model(tasks) -> None:
     parse_model.__wrapped__ = original
     parse_model.__doc__ = original.__doc__
     tasks.parse_model = parse_model
+
+
+_TASK_MODELS = {
+    "detect": "DetectionModel",
+    "segment": "SegmentationModel",
+    "pose": "PoseModel",
+    "obb": "OBBModel",
+    "classify": "ClassificationModel",
+}
+
+
+def build_model(cfg, scale: str | None = None, verbose: bool = False) -> nn.Module:
+    """Build the Ultralytics model (DetectionModel, RTDETRDetectionModel, ...) of a config path, stock name or dict.
+
+    ``scale`` overrides the scale taken from the file name (``yolov8s-lska.yaml`` -> s).
+    """
+    tasks = importlib.import_module("ultralytics.nn.tasks")
+    d = dict(cfg) if isinstance(cfg, dict) else tasks.yaml_model_load(cfg)
+    if scale:
+        d["scale"] = scale
+    if any(len(row) > 2 and row[2] == "RTDETRDecoder" for row in d.get("head", [])):
+        cls = tasks.RTDETRDetectionModel
+    else:
+        cls = getattr(tasks, _TASK_MODELS[tasks.guess_model_task(d)])
+    return cls(d, verbose=verbose)
 
 
 def register() -> tuple[str, ...]:

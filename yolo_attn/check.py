@@ -1,0 +1,178 @@
+"""``yolo-attn check``: build a model config at several scales, run it at several input shapes, and report per layer.
+
+FLOPs are counted with ``torch.utils.flop_counter.FlopCounterMode`` at the real input size, so the attention matmuls
+(``q @ kᵀ``, ``attn @ v``, linear-attention einsums, SDPA) count. Ultralytics' own GFLOPs figure comes from thop,
+which counts convolutions and linear layers only (and before 8.4 profiles a small input and scales it), so for
+attention layers it is low. As in Ultralytics, one multiply-add is 2 FLOPs.
+
+    yolo-attn check cfg/yolov8-lska.yaml --scales n,s --imgsz 640 --rect 640x384,384x640
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+__all__ = ["count_flops", "layer_report", "LayerRow", "build", "main"]
+
+
+def _as_shape(imgsz: int | tuple[int, int] | tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+    if isinstance(imgsz, int):
+        return (1, 3, imgsz, imgsz)
+    if len(imgsz) == 2:
+        return (1, 3, *imgsz)
+    return tuple(imgsz)
+
+
+def count_flops(model: nn.Module, imgsz: int | tuple = 640) -> int:
+    """FLOPs (2 per multiply-add) of one eval-mode forward of ``model`` at ``imgsz`` (int, (H, W) or (B, C, H, W))."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    x = torch.zeros(_as_shape(imgsz), device=next(model.parameters()).device)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            model(x)
+    finally:
+        model.train(was_training)
+    return int(counter.get_total_flops())
+
+
+@dataclass
+class LayerRow:
+    """One row of the per-layer report of an Ultralytics model."""
+
+    index: int
+    source: int | list
+    name: str
+    c_in: int | list | None
+    c_out: int | list | None
+    params: int
+    flops: int
+
+
+def _channels(t):
+    if isinstance(t, torch.Tensor):
+        return int(t.shape[1]) if t.dim() == 4 else None
+    if isinstance(t, (list, tuple)):
+        chans = [_channels(x) for x in t]
+        return chans if chans and all(c is not None for c in chans) else None
+    return None
+
+
+def layer_report(model: nn.Module, imgsz: int | tuple = 640) -> list[LayerRow]:
+    """Per-layer rows (index, from, type, channels in→out, params, FLOPs) of an Ultralytics model at ``imgsz``."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    layers = list(model.model)
+    seen: dict[int, tuple] = {}
+
+    def hook(i):
+        def fn(module, args, out):
+            seen[i] = (_channels(args[0]), _channels(out))
+        return fn
+
+    handles = [m.register_forward_hook(hook(k)) for k, m in enumerate(layers)]
+    x = torch.zeros(_as_shape(imgsz), device=next(model.parameters()).device)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            model(x)
+    finally:
+        model.train(was_training)
+        for h in handles:
+            h.remove()
+    counts = counter.get_flop_counts()
+    prefix = type(model).__name__ + ".model."
+    rows = []
+    for k, m in enumerate(layers):
+        c_in, c_out = seen.get(k, (None, None))
+        rows.append(LayerRow(
+            index=getattr(m, "i", k), source=getattr(m, "f", -1), name=getattr(m, "type", type(m).__name__),
+            c_in=c_in, c_out=c_out, params=sum(p.numel() for p in m.parameters()),
+            flops=int(sum(counts.get(f"{prefix}{k}", {}).values())),
+        ))
+    return rows
+
+
+def build(cfg: str | Path | dict, scale: str | None = None, verbose: bool = False) -> nn.Module:
+    """Build the Ultralytics model of a config (path, stock name or dict) at ``scale`` (None: the file name's)."""
+    from .integration import build_model
+
+    return build_model(cfg, scale=scale, verbose=verbose)
+
+
+def _fmt_ch(c) -> str:
+    return "-" if c is None else str(c).replace(" ", "")
+
+
+def _table(rows: list[LayerRow], mark: set[str]) -> str:
+    head = f"{'':2s}{'i':>4s}  {'from':<14s}{'layer':<34s}{'in -> out':<22s}{'params':>11s}{'GFLOPs':>9s}"
+    lines = [head]
+    for r in rows:
+        name = ("nn." if r.name.startswith("torch.nn.") else "") + r.name.rsplit(".", 1)[-1]
+        star = "* " if name in mark else "  "
+        chans = f"{_fmt_ch(r.c_in)} -> {_fmt_ch(r.c_out)}"
+        lines.append(f"{star}{r.index:>4d}  {str(r.source).replace(' ', ''):<14s}{name:<34s}{chans:<22s}"
+                     f"{r.params:>11,d}{r.flops / 1e9:>9.3f}")
+    total_p, total_f = sum(r.params for r in rows), sum(r.flops for r in rows)
+    lines.append(f"{'':2s}{'':>4s}  {'':<14s}{'total':<34s}{'':<22s}{total_p:>11,d}{total_f / 1e9:>9.3f}")
+    return "\n".join(lines)
+
+
+def _shape(text: str) -> tuple[int, int]:
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"shape '{text}' is not HxW (e.g. 640x384)") from None
+    return h, w
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``yolo-attn check``; returns the exit code (1 if any build or forward failed)."""
+    ap = argparse.ArgumentParser(prog="yolo-attn check", description=__doc__.split("\n\n")[0])
+    ap.add_argument("cfg", help="model YAML (path or stock name such as yolov8.yaml)")
+    ap.add_argument("--scales", default=None,
+                    help="comma-separated scales (default: the file name's scale, else every scale the YAML declares)")
+    ap.add_argument("--imgsz", type=int, default=640, help="square input size of the table (default 640)")
+    ap.add_argument("--rect", default="640x384,384x640",
+                    help="comma-separated HxW shapes also run (default 640x384,384x640; '' for none)")
+    args = ap.parse_args(argv)
+
+    from . import register
+    from .configs import declared_scales
+
+    register()
+    shapes = [(args.imgsz, args.imgsz)] + [_shape(s) for s in args.rect.split(",") if s.strip()]
+    scales = [s.strip() for s in args.scales.split(",")] if args.scales else declared_scales(args.cfg)
+    from .layers import LAYERS
+
+    failed = 0
+    for scale in scales:
+        label = f"{args.cfg} scale {scale or '-'}"
+        try:
+            model = build(args.cfg, scale=scale)
+        except Exception as e:  # noqa: BLE001 - report and go on with the next scale
+            print(f"{label}: build FAILED: {type(e).__name__}: {e}")
+            failed += 1
+            continue
+        print(f"\n{label}: {type(model).__name__}")
+        print(_table(layer_report(model, shapes[0]), set(LAYERS)))
+        for h, w in shapes:
+            try:
+                print(f"  forward {h}x{w}: ok, {count_flops(model, (h, w)) / 1e9:.3f} GFLOPs")
+            except Exception as e:  # noqa: BLE001
+                print(f"  forward {h}x{w}: FAILED: {type(e).__name__}: {e}")
+                failed += 1
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
