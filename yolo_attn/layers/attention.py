@@ -1,29 +1,67 @@
-"""Softmax attention over token sequences, shared by CGA and SHSA.
+"""Softmax attention over token sequences, shared by CGA and SHSA, and the switch to the textbook formulations.
 
 Two formulations of the same math:
 
 * ``explicit_attention`` — the textbook form: build the N×M score matrix, add the bias, softmax, multiply by V.
-  Kept as the reference the fast path is tested against.
+  Kept as the reference the fast path is tested against and benchmarked against.
 * ``sdpa_attention`` — ``torch.nn.functional.scaled_dot_product_attention``, which on CPU and CUDA uses fused
-  kernels that never hold the whole score matrix (memory linear in tokens).
+  kernels that never hold the whole score matrix (memory linear in tokens); an attention bias goes in as an
+  additive ``attn_mask`` (and receives its gradient through it).
 
-``softmax_attention`` picks between them: SDPA for large token counts, the explicit form for small ones (where
-SDPA's set-up cost dominates) and under ``torch.jit.trace`` (ONNX export maps it to plain MatMul/Softmax).
+``softmax_attention`` picks between them: SDPA from ``SDPA_MIN_PAIRS`` query×key pairs on, a leaner explicit form
+(scale and bias fused into one ``baddbmm``) below it, where SDPA's set-up cost dominates, and the explicit form under
+``torch.jit.trace`` (ONNX export maps it to plain MatMul/Softmax).
+
+Textbook switch: inside ``with textbook():`` every layer of this package runs its plain, unoptimised formulation —
+explicit attention matrices (SHSA, CGA), a Python loop over CGA's windows, FLA in the quadratic order
+(φ(q)φ(k)ᵀ first), LSKA with the official defensive ``clone()``. The benchmark (``yolo-attn bench``) and the tests
+(``tests/test_fastpaths.py``) compare the fast paths against it. The switch is one module-level flag read once per
+forward (process-wide, not thread-local); the fast path pays nothing else for it.
 """
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.nn.functional as F
 
-__all__ = ["explicit_attention", "sdpa_attention", "softmax_attention", "SDPA_MIN_PAIRS"]
+__all__ = [
+    "explicit_attention",
+    "sdpa_attention",
+    "softmax_attention",
+    "channels_first_attention",
+    "SDPA_MIN_PAIRS",
+    "textbook",
+    "textbook_enabled",
+]
 
 SDPA_MIN_PAIRS = 1024 * 1024
-"""Query×key pairs from which the SDPA path is used (below it the explicit matrix is small and cheaper)."""
+"""Query×key pairs (per batch entry and head) from which the SDPA path is used (below it the explicit matrix is
+small and cheaper). On 2 CPU cores, 16-dim q/k: SDPA is 10–20% slower than the explicit form at 400 tokens and
+several times faster from ~1,000 tokens on; ``yolo-attn bench`` shows the effect at every YOLO shape."""
+
+_TEXTBOOK = False
+
+
+@contextlib.contextmanager
+def textbook(enabled: bool = True):
+    """Run every yolo_attn layer in its textbook formulation inside the ``with`` block (nesting restores)."""
+    global _TEXTBOOK
+    previous, _TEXTBOOK = _TEXTBOOK, bool(enabled)
+    try:
+        yield
+    finally:
+        _TEXTBOOK = previous
+
+
+def textbook_enabled() -> bool:
+    """True inside ``with textbook():``."""
+    return _TEXTBOOK
 
 
 def explicit_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float, bias=None) -> torch.Tensor:
-    """``softmax(q @ kᵀ · scale + bias) @ v`` with the score matrix materialised.
+    """``softmax(q @ kᵀ · scale + bias) @ v`` with the score matrix materialised (the textbook form).
 
     Args:
         q: (..., N, d) queries.
@@ -49,7 +87,37 @@ def sdpa_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: flo
 
 
 def softmax_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float, bias=None) -> torch.Tensor:
-    """Dispatch to the cheaper of the two formulations (see module docstring)."""
-    if torch.jit.is_tracing() or q.shape[-2] * k.shape[-2] < SDPA_MIN_PAIRS:
+    """Dispatch to the cheaper of the two formulations (see module docstring); textbook form inside ``textbook()``."""
+    if _TEXTBOOK or torch.jit.is_tracing() or q.shape[-2] * k.shape[-2] < SDPA_MIN_PAIRS:
         return explicit_attention(q, k, v, scale, bias)
     return sdpa_attention(q, k, v, scale, bias)
+
+
+def channels_first_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float,
+                             bias=None) -> torch.Tensor:
+    """Softmax attention on channels-first token maps, returning channels-first: no transposed copies.
+
+    Args:
+        q: (B, d, N) queries, k: (B, d, M) keys, v: (B, dv, M) values — e.g. ``conv_out.flatten(2)`` slices.
+        scale: multiplier of the dot products.
+        bias: optional additive bias broadcastable to (B, N, M).
+
+    Returns:
+        (B, dv, N), equal to ``explicit_attention(qᵀ, kᵀ, vᵀ, scale, bias)ᵀ``.
+
+    Small problems: ``baddbmm`` computes ``bias + scale · qᵀk`` in one kernel and ``v @ attnᵀ`` gives the
+    channels-first output directly (BLAS reads the transposed operands in place). Large problems (≥ SDPA_MIN_PAIRS
+    pairs) go through SDPA, which needs token-major contiguous inputs; the textbook switch and tracing fall back to
+    :func:`explicit_attention`.
+    """
+    if _TEXTBOOK or torch.jit.is_tracing():
+        return explicit_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), scale, bias).transpose(1, 2)
+    if q.shape[-1] * k.shape[-1] >= SDPA_MIN_PAIRS:
+        return sdpa_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), scale, bias).transpose(1, 2)
+    qt = q.transpose(1, 2)
+    if bias is None:
+        attn = torch.bmm(qt, k).mul_(scale)  # bmm does not keep its output for backward: in place is safe
+    else:
+        bias = bias.to(q.dtype)
+        attn = torch.baddbmm(bias.expand(q.shape[0], *bias.shape[-2:]), qt, k, alpha=scale)
+    return torch.bmm(v, attn.softmax(dim=-1).transpose(1, 2))

@@ -20,16 +20,26 @@ Differs:
 * The bias index is computed from the runtime window size (no cached ``ab`` attribute that ``.to()``/``.half()``
   would not move, no ``train()`` override); ``attention_bias_idxs`` stays as a buffer for checkpoint compatibility.
 * Large windows use ``scaled_dot_product_attention`` with the bias as an additive mask (see ``attention.py``).
+
+Fast path (default): padding once, every window of every image in one batch (no Python loop over windows), the
+attention on channels-first tokens (scale and bias fused into one ``baddbmm``, no transposed copies), the offset
+index cached per window size. ``with yolo_attn.layers.textbook():`` runs the textbook form instead: a Python loop
+over the windows of the padded map, each through the official token-major explicit attention. Both give the same
+outputs and gradients in eval mode; in train mode the loop normalises each window's batch on its own (BatchNorm
+batch statistics per window), as a per-window implementation does. The cascade over heads is sequential by
+construction (head i needs head i-1's output) and stays a loop in both.
 """
 
 from __future__ import annotations
+
+from functools import lru_cache
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ._checks import LayerArgumentError, check_divisible, check_int, check_odd_kernel
-from .attention import softmax_attention
+from .attention import channels_first_attention, explicit_attention, textbook_enabled
 from .conv_bn import ConvBN
 
 __all__ = ["CGA", "CascadedGroupAttention", "LocalWindowAttention"]
@@ -52,6 +62,12 @@ def relative_offset_index(h: int, w: int, resolution: int, device=None) -> torch
     dx = (xs[:, None] - xs[None, :]).abs()  # (w, w)
     idx = dy[:, None, :, None] * resolution + dx[None, :, None, :]  # (h, w, h, w)
     return idx.reshape(h * w, h * w)
+
+
+@lru_cache(maxsize=64)
+def _cached_offset_index(h: int, w: int, resolution: int, device: torch.device) -> torch.Tensor:
+    """:func:`relative_offset_index` memoised per window size and device (read-only; not used while tracing)."""
+    return relative_offset_index(h, w, resolution, device)
 
 
 class CascadedGroupAttention(nn.Module):
@@ -87,7 +103,11 @@ class CascadedGroupAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, C, H, W = x.shape  # one window per batch entry, H, W <= resolution
-        idx = relative_offset_index(H, W, self.resolution, x.device)
+        textbook = textbook_enabled()
+        if textbook or torch.jit.is_tracing():
+            idx = relative_offset_index(H, W, self.resolution, x.device)
+        else:
+            idx = _cached_offset_index(H, W, self.resolution, x.device)
         bias = self.attention_biases[:, idx]  # (heads, N, N)
         chunks = x.chunk(self.num_heads, dim=1)  # heads × (B, C/heads, H, W)
         outs = []
@@ -97,9 +117,13 @@ class CascadedGroupAttention(nn.Module):
                 feat = feat + chunks[i]
             q, k, v = qkv(feat).split([self.key_dim, self.key_dim, self.d], dim=1)
             q = dw(q)
-            q, k, v = (t.flatten(2).transpose(1, 2) for t in (q, k, v))  # (B, N, key_dim | d)
-            feat = softmax_attention(q, k, v, self.scale, bias[i])  # (B, N, d)
-            feat = feat.transpose(1, 2).reshape(B, self.d, H, W)
+            if textbook:  # the official token-major form
+                q, k, v = (t.flatten(2).transpose(1, 2) for t in (q, k, v))  # (B, N, key_dim | d)
+                feat = explicit_attention(q, k, v, self.scale, bias[i])  # (B, N, d)
+                feat = feat.transpose(1, 2).reshape(B, self.d, H, W)
+            else:  # channels-first tokens in, channels-first out
+                feat = channels_first_attention(q.flatten(2), k.flatten(2), v.flatten(2), self.scale, bias[i])
+                feat = feat.reshape(B, self.d, H, W)
             outs.append(feat)
         return self.proj(torch.cat(outs, dim=1))
 
@@ -128,6 +152,12 @@ class LocalWindowAttention(nn.Module):
         x = F.pad(x, (0, pad_r, 0, pad_b))  # (B, C, pH, pW)
         pH, pW = H + pad_b, W + pad_r
         nH, nW = pH // wh, pW // ww
+        if textbook_enabled():  # textbook: one window at a time
+            rows = [
+                torch.cat([self.attn(x[:, :, i * wh:(i + 1) * wh, j * ww:(j + 1) * ww]) for j in range(nW)], dim=3)
+                for i in range(nH)
+            ]
+            return torch.cat(rows, dim=2)[:, :, :H, :W]
         # window partition: B C (nH wh) (nW ww) -> (B nH nW) C wh ww
         x = x.view(B, C, nH, wh, nW, ww).permute(0, 2, 4, 1, 3, 5).reshape(B * nH * nW, C, wh, ww)
         x = self.attn(x)

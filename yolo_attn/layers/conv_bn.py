@@ -2,7 +2,8 @@
 
 EfficientViT (Liu et al., CVPR 2023) and SHViT (Yun & Ro, CVPR 2024) both build their attention projections from a
 ``Conv2d_BN`` block whose children are called ``c`` and ``bn``; keeping those names lets official checkpoints load
-with ``strict=True``. ``fuse()`` folds the BatchNorm into the convolution for inference.
+with ``strict=True``. ``fuse()`` folds the BatchNorm into the convolution for inference (as the official
+``Conv2d_BN.fuse()`` does); ``fuse_layers(model)`` does it for every block inside a model, in place.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["ConvBN", "fuse_conv_bn"]
+__all__ = ["ConvBN", "fuse_conv_bn", "fuse_layers"]
 
 
 class ConvBN(nn.Sequential):
@@ -64,3 +65,29 @@ def fuse_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
     bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
     fused.bias.copy_((bias - bn.running_mean) * scale + bn.bias)
     return fused.requires_grad_(False)
+
+
+@torch.no_grad()
+def fuse_layers(module: nn.Module) -> int:
+    """Fold, in place, every BatchNorm inside yolo_attn layers into its convolution, for inference. Idempotent.
+
+    Every :class:`ConvBN` below ``module`` (CGA's and SHSA's projections; ``module`` may be a whole Ultralytics model)
+    is replaced by the single ``Conv2d`` of :meth:`ConvBN.fuse`, and modules with a ``fold_norm()`` method (SHSA: the
+    GroupNorm affine into the following 1×1 convolution) fold that too. Uses the BatchNorm running statistics, so the
+    result equals the eval-mode output of the unfused module (to float rounding); fused convolutions have
+    ``requires_grad=False``, as Ultralytics' fused convolutions do. Modules of other libraries are not touched.
+
+    Returns:
+        The number of folds done (0 when there was nothing left to fold).
+    """
+    count = 0
+    for parent in list(module.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, ConvBN):
+                setattr(parent, name, child.fuse())  # Sequential/ModuleList children are set by their key too
+                count += 1
+    for m in list(module.modules()):
+        fold = getattr(m, "fold_norm", None)
+        if callable(fold):
+            count += fold()
+    return count

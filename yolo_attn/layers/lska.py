@@ -12,6 +12,10 @@ initialisation (PyTorch defaults) and output; ``k_size`` takes the paper's value
 
 Differs: an unsupported ``k_size`` is refused at construction (the official module builds and then fails in
 ``forward``); no defensive ``clone()`` of the input.
+
+Fast path (default): the depthwise separable chain on the contiguous channels-first map as it arrives (no copy, no
+clone), and without autograd the gate multiplies into the 1×1 convolution's fresh output in place (one map-sized
+allocation fewer). ``with yolo_attn.layers.textbook():`` runs the official form (``u = x.clone()`` ... ``u * attn``).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import torch
 from torch import nn
 
 from ._checks import check_choice, check_int
+from .attention import textbook_enabled
 
 __all__ = ["LSKA", "LSKA_KERNELS"]
 
@@ -61,6 +66,14 @@ class LSKA(nn.Module):
         self.conv1 = nn.Conv2d(c1, c1, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if textbook_enabled():  # the official form, clone included
+            u = x.clone()
+            attn = self.conv0v(self.conv0h(x))
+            attn = self.conv_spatial_v(self.conv_spatial_h(attn))
+            return u * self.conv1(attn)
         attn = self.conv0v(self.conv0h(x))  # local separable k0×k0
         attn = self.conv_spatial_v(self.conv_spatial_h(attn))  # dilated separable ks×ks
-        return x * self.conv1(attn)  # gate
+        attn = self.conv1(attn)
+        if attn.requires_grad or x.requires_grad or torch.jit.is_tracing():
+            return x * attn  # gate (autograd needs attn unmodified)
+        return attn.mul_(x)  # gate, in place into conv1's fresh output

@@ -11,7 +11,9 @@ Faithful: ``SHSA(c1, ...).attn`` has the official ``SHSA(dim=c1, qk_dim, pdim)``
 
 Differs: the residual (in SHViT it lives in the enclosing block) is part of this layer; attention over many tokens
 runs through ``scaled_dot_product_attention`` (see ``attention.py``): at P3 of a 640 input that is 6,400 tokens,
-whose explicit score matrix would take 164 MB per image in fp32.
+whose explicit score matrix would take 164 MB per image in fp32. Small maps use the explicit form on channels-first
+tokens (no transposed copies). ``with yolo_attn.layers.textbook():`` runs the official explicit-matrix form;
+``yolo_attn.layers.fuse_layers`` folds both Conv+BN pairs and the GroupNorm affine into the 1×1 convolutions.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import torch
 from torch import nn
 
 from ._checks import LayerArgumentError, check_int
-from .attention import softmax_attention
+from .attention import channels_first_attention
 from .conv_bn import ConvBN
 
 __all__ = ["SHSA", "SingleHeadSelfAttention"]
@@ -39,14 +41,31 @@ class SingleHeadSelfAttention(nn.Module):
         self.qkv = ConvBN(pdim, qk_dim * 2 + pdim)
         self.proj = nn.Sequential(nn.ReLU(), ConvBN(dim, dim, bn_weight_init=0))
 
+    @torch.no_grad()
+    def fold_norm(self) -> int:
+        """Fold the GroupNorm's affine into the (already BatchNorm-fused) qkv 1×1 convolution; returns 1 if done.
+
+        ``conv(γ ⊙ n + β) = (W · diag γ) n + (W β + b)``: exact for a 1×1 convolution (no padding). Called by
+        :func:`yolo_attn.layers.fuse_layers` after the ConvBN blocks are fused; a no-op before or when done.
+        """
+        conv, norm = self.qkv, self.pre_norm
+        if not (isinstance(conv, nn.Conv2d) and conv.kernel_size == (1, 1) and norm.affine and conv.groups == 1):
+            return 0
+        w = conv.weight  # (out, pdim, 1, 1)
+        bias = conv.bias if conv.bias is not None else torch.zeros(w.shape[0], device=w.device, dtype=w.dtype)
+        fused = nn.Conv2d(conv.in_channels, conv.out_channels, 1, bias=True, device=w.device, dtype=w.dtype)
+        fused.weight.copy_(w * norm.weight.view(1, -1, 1, 1))
+        fused.bias.copy_(bias + w[:, :, 0, 0] @ norm.bias)
+        self.qkv = fused.requires_grad_(False)
+        self.pre_norm = nn.GroupNorm(1, self.pdim, eps=norm.eps, affine=False)
+        return 1
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, C, H, W = x.shape
         x1, x2 = x.split([self.pdim, self.dim - self.pdim], dim=1)  # attended | passed through
-        q, k, v = self.qkv(self.pre_norm(x1)).split([self.qk_dim, self.qk_dim, self.pdim], dim=1)
-        q, k, v = (t.flatten(2).transpose(1, 2) for t in (q, k, v))  # (B, N, qk_dim | pdim)
-        x1 = softmax_attention(q, k, v, self.scale)  # (B, N, pdim)
-        x1 = x1.transpose(1, 2).reshape(B, self.pdim, H, W)
-        return self.proj(torch.cat([x1, x2], dim=1))
+        q, k, v = self.qkv(self.pre_norm(x1)).flatten(2).split([self.qk_dim, self.qk_dim, self.pdim], dim=1)
+        x1 = channels_first_attention(q, k, v, self.scale)  # (B, pdim, N); textbook: explicit N×N matrix
+        return self.proj(torch.cat([x1.reshape(B, self.pdim, H, W), x2], dim=1))
 
 
 class SHSA(nn.Module):

@@ -1,0 +1,296 @@
+"""Fast paths against the textbook formulations kept in the package (``yolo_attn.layers.textbook``).
+
+Every layer's default forward (SDPA / channels-first attention, batched windows, linear-order FLA, clone-free LSKA)
+must give the textbook's outputs *and gradients* (input and every parameter): fp32 to a relative 1e-5, bf16 autocast
+and fp16 to a few 1e-2. Structural tests check that each fast path really is the one taken: no N×N tensor where the
+point is to avoid it, one batched window call instead of a loop, no clone, no module built per call. No timing here:
+speed is measured by ``yolo-attn bench``.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+import yolo_attn.layers.attention as attention
+from yolo_attn.layers import CGA, FLA, LSKA, SHSA, textbook, textbook_enabled
+
+
+@torch.no_grad()
+def randomize_(module: torch.nn.Module, seed: int) -> torch.nn.Module:
+    """Seeded random parameters and BatchNorm statistics (so no branch is 0 and BN is not the identity)."""
+    g = torch.Generator().manual_seed(seed)
+    for name, t in list(module.named_parameters()) + list(module.named_buffers()):
+        if not t.is_floating_point():
+            continue
+        if name.endswith("running_var"):
+            val = torch.rand(t.shape, generator=g) + 0.5
+        elif t.dim() >= 2 and name.endswith("weight"):
+            val = torch.randn(t.shape, generator=g) / t[0].numel() ** 0.5
+        else:
+            val = torch.randn(t.shape, generator=g) * 0.5
+        t.copy_(val)
+    return module
+
+
+def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
+    a, b = a.detach().double(), b.detach().double()
+    return float((a - b).abs().max() / b.abs().max().clamp_min(1e-30))
+
+
+def run(layer: torch.nn.Module, x: torch.Tensor, use_textbook: bool, autocast_dtype=None):
+    """Output, input gradient and parameter gradients of one forward/backward with a fixed random cotangent."""
+    layer.zero_grad(set_to_none=True)
+    x = x.detach().clone().requires_grad_(True)
+    with textbook(use_textbook), torch.autocast("cpu", dtype=autocast_dtype or torch.bfloat16,
+                                                enabled=autocast_dtype is not None):
+        y = layer(x)
+    cot = torch.randn(y.shape, generator=torch.Generator().manual_seed(1)).to(y.dtype)
+    (y * cot).float().sum().backward()
+    grads = {n: p.grad.detach().clone() for n, p in layer.named_parameters() if p.grad is not None}
+    return y.detach(), x.grad.detach(), grads
+
+
+def assert_fast_matches_textbook(layer, x, tol=1e-5, autocast_dtype=None, param_tol=None):
+    y_fast, gx_fast, gp_fast = run(layer, x, False, autocast_dtype)
+    y_ref, gx_ref, gp_ref = run(layer, x, True, autocast_dtype)
+    assert y_ref.abs().max() > 1e-2
+    assert rel_err(y_fast, y_ref) <= tol, ("output", rel_err(y_fast, y_ref))
+    assert rel_err(gx_fast, gx_ref) <= tol, ("input grad", rel_err(gx_fast, gx_ref))
+    assert set(gp_fast) == set(gp_ref) == {n for n, p in layer.named_parameters() if p.requires_grad}
+    tol = param_tol or tol
+    scale = max(float(g.abs().max()) for g in gp_ref.values())
+    for name in gp_ref:
+        a, b = gp_fast[name], gp_ref[name]
+        if float(b.abs().max()) < 1e-4 * scale:  # zero in exact arithmetic (a bias before train-mode BatchNorm)
+            assert float((a - b).abs().max()) <= tol * scale, (name, float((a - b).abs().max()), scale)
+        else:
+            assert rel_err(a, b) <= tol, (name, rel_err(a, b))
+
+
+def cga():
+    return randomize_(CGA(16, num_heads=2, key_dim=8, window=7, kernel=3), 1)
+
+
+def shsa():
+    return randomize_(SHSA(16, qk_dim=8, pdim=8), 2)
+
+
+def fla():
+    return randomize_(FLA(16, num_heads=2, window=8), 3)
+
+
+def lska():
+    return randomize_(LSKA(16, k_size=11), 4)
+
+
+FACTORIES = {"CGA": cga, "SHSA": shsa, "FLA": fla, "LSKA": lska}
+# sizes: several windows with padding (CGA), off-grid and on-grid (FLA, window 8), one tiny map (FLA quadratic order)
+SIZES = {"CGA": [(15, 17), (7, 7), (3, 5)], "SHSA": [(9, 13), (1, 1)], "FLA": [(9, 13), (8, 8), (2, 1)],
+         "LSKA": [(9, 13), (1, 3)]}
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# fp32 parity: outputs and gradients
+# ----------------------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", list(FACTORIES))
+@pytest.mark.parametrize("mode", ["eval", "train"])
+def test_fast_path_matches_textbook_fp32(name, mode):
+    if name == "CGA" and mode == "train":
+        pytest.skip("textbook CGA loops over windows: train-mode BatchNorm statistics are per window by design")
+    layer = FACTORIES[name]().train(mode == "train")
+    g = torch.Generator().manual_seed(0)
+    for H, W in SIZES[name]:
+        x = torch.randn(2, 16, H, W, generator=g)
+        assert_fast_matches_textbook(layer, x)
+
+
+def test_cga_train_mode_same_within_a_single_window():
+    """With one window per image the per-window loop and the batched windows see the same BatchNorm batch."""
+    layer = cga().train()
+    assert_fast_matches_textbook(layer, torch.randn(2, 16, 7, 7))
+
+
+@pytest.mark.parametrize("name", ["SHSA", "CGA"])
+def test_sdpa_branch_matches_textbook(name, monkeypatch):
+    """The SDPA branch (bias as an additive mask for CGA, with its gradient) at test-sized maps: threshold lowered."""
+    monkeypatch.setattr(attention, "SDPA_MIN_PAIRS", 1)
+    called = []
+    original = attention.F.scaled_dot_product_attention
+
+    def spy(*args, **kwargs):
+        called.append(kwargs.get("attn_mask") is not None)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(attention.F, "scaled_dot_product_attention", spy)
+    layer = FACTORIES[name]().eval()
+    assert_fast_matches_textbook(layer, torch.randn(2, 16, 15, 17, generator=torch.Generator().manual_seed(5)))
+    assert called and all(has_mask == (name == "CGA") for has_mask in called)
+
+
+def test_shsa_sdpa_at_natural_threshold():
+    """33×32 = 1,056 tokens: past SDPA_MIN_PAIRS without any patching."""
+    assert 33 * 32 * 33 * 32 >= attention.SDPA_MIN_PAIRS > 32 * 31 * 32 * 31
+    layer = randomize_(SHSA(8, qk_dim=4, pdim=4), 6).eval()
+    assert_fast_matches_textbook(layer, torch.randn(1, 8, 33, 32, generator=torch.Generator().manual_seed(6)))
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# low precision
+# ----------------------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", list(FACTORIES))
+def test_fast_path_matches_textbook_bf16_autocast(name):
+    layer = FACTORIES[name]().eval()
+    x = torch.randn(2, 16, 9, 13, generator=torch.Generator().manual_seed(7))
+    # bf16 keeps 8 significant bits: outputs agree to ~1e-2; parameter gradients are long sums (BatchNorm scales
+    # over every token) whose rounding differs with the order of the products
+    assert_fast_matches_textbook(layer, x, tol=5e-2, autocast_dtype=torch.bfloat16, param_tol=1e-1)
+
+
+@pytest.mark.parametrize("name", list(FACTORIES))
+def test_fast_path_matches_textbook_fp16(name):
+    layer = FACTORIES[name]().eval().half()
+    x = torch.randn(2, 16, 9, 13, generator=torch.Generator().manual_seed(8)).half()
+    y_fast, gx_fast, _ = run(layer, x, False)
+    y_ref, gx_ref, _ = run(layer, x, True)
+    assert y_fast.dtype == torch.float16 and torch.isfinite(y_fast).all()
+    assert rel_err(y_fast, y_ref) <= 1e-2
+    assert rel_err(gx_fast, gx_ref) <= 2e-2
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# the switch itself
+# ----------------------------------------------------------------------------------------------------------------------
+def test_textbook_switch_nests_and_restores_on_error():
+    assert not textbook_enabled()
+    with textbook():
+        assert textbook_enabled()
+        with textbook(False):
+            assert not textbook_enabled()
+        assert textbook_enabled()
+    assert not textbook_enabled()
+    with pytest.raises(RuntimeError), textbook():
+        raise RuntimeError
+    assert not textbook_enabled()
+
+
+class OpLog(TorchDispatchMode):
+    """Records (op name, output numel) of every aten op."""
+
+    def __init__(self):
+        super().__init__()
+        self.ops = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        outs = out if isinstance(out, (tuple, list)) else [out]
+        numel = max((t.numel() for t in outs if isinstance(t, torch.Tensor)), default=0)
+        self.ops.append((str(func.overloadpacket.__name__), numel))
+        return out
+
+    def largest(self) -> int:
+        return max(n for _, n in self.ops)
+
+    def names(self) -> set[str]:
+        return {n for n, _ in self.ops}
+
+
+def op_log(layer, x, use_textbook: bool, grad: bool = False) -> OpLog:
+    log = OpLog()
+    with textbook(use_textbook), torch.set_grad_enabled(grad), log:
+        layer(x)
+    return log
+
+
+@pytest.mark.parametrize("name", ["SHSA", "FLA"])
+def test_no_token_by_token_matrix_on_the_fast_path(name):
+    """At 40×40 (1,600 tokens) the textbook builds N×N = 2.56 M entries per head; the fast path never does."""
+    layer = FACTORIES[name]().eval()
+    x = torch.randn(1, 16, 40, 40)
+    n2 = (40 * 40) ** 2
+    assert op_log(layer, x, True).largest() >= n2
+    assert op_log(layer, x, False).largest() < n2 // 20
+
+
+def test_fla_quadratic_order_only_where_cheaper():
+    """2×2 map, head dim 8: N = 4 < d, so the fast path also multiplies φ(q)φ(k)ᵀ (N×N) first — and no d×d product."""
+    layer = fla().eval()
+    log = op_log(layer, torch.randn(1, 16, 2, 2), False)
+    shapes = []
+
+    class Shapes(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            if func.overloadpacket.__name__ in ("bmm", "matmul", "mm") and isinstance(out, torch.Tensor):
+                shapes.append(tuple(out.shape[-2:]))
+            return out
+
+    with torch.no_grad(), Shapes():
+        layer(torch.randn(1, 16, 2, 2))
+    assert (4, 4) in shapes and (8, 8) not in shapes, shapes
+    assert log.largest() > 0
+    shapes.clear()
+    with torch.no_grad(), Shapes():
+        layer(torch.randn(1, 16, 9, 13))  # N = 117 > d = 8: keys first
+    assert (8, 8) in shapes and (117, 117) not in shapes, shapes
+
+
+def test_cga_windows_batched_not_looped():
+    layer = cga().eval()
+    calls = []
+    layer.attn.attn.register_forward_hook(lambda m, a, o: calls.append(tuple(a[0].shape)))
+    x = torch.randn(2, 16, 15, 17)  # padded to 21×21: 3×3 windows of 7×7
+    with torch.no_grad():
+        layer(x)
+        assert calls == [(2 * 9, 16, 7, 7)]
+        calls.clear()
+        with textbook():
+            layer(x)
+    assert calls == [(2, 16, 7, 7)] * 9
+    assert sum(1 for n, _ in op_log(layer, x, False).ops if n == "constant_pad_nd") == 1
+
+
+def test_lska_fast_path_has_no_clone():
+    layer = lska().eval()
+    x = torch.randn(1, 16, 9, 13)
+    assert "clone" in op_log(layer, x, True).names()
+    assert "clone" not in op_log(layer, x, False).names()
+    assert "clone" not in op_log(layer, x.requires_grad_(), False, grad=True).names()
+
+
+def test_lska_in_place_gate_leaves_input_alone():
+    layer = lska().eval()
+    x = torch.randn(1, 16, 9, 13)
+    before = x.clone()
+    with torch.no_grad():
+        y = layer(x)
+    assert torch.equal(x, before)
+    with textbook(), torch.no_grad():
+        assert rel_err(y, layer(x)) <= 1e-6
+
+
+def test_fla_builds_no_module_per_call(monkeypatch):
+    layer = fla().eval()
+    built = []
+    original = torch.nn.Module.__init__
+
+    def counting_init(self, *args, **kwargs):
+        built.append(type(self).__name__)
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.Module, "__init__", counting_init)
+    with torch.no_grad():
+        for size in [(8, 8), (9, 13), (2, 1)]:
+            layer(torch.randn(1, 16, *size))
+    assert built == []
+
+
+def test_fast_path_has_no_lasting_effect_on_copies():
+    """The textbook switch is read per forward; a deepcopy made inside the block is an ordinary layer outside."""
+    with textbook():
+        layer = copy.deepcopy(shsa()).eval()
+    x = torch.randn(1, 16, 40, 40)
+    assert op_log(layer, x, False).largest() < (40 * 40) ** 2 // 20
