@@ -22,6 +22,14 @@ Differs:
   fp16); the result is cast back to the input dtype.
 * No ``print`` and no ``eval()`` override.
 * Linear layers start from truncated-normal(std 0.02) weights and zero biases, as FLatten's Swin initialises them.
+
+Fast path (default): channels-first throughout — the ``qkv`` and ``proj`` Linear weights are applied as 1×1
+convolutions to the B×C×H×W map (same parameters, no token transposes), the focusing kernel runs in float32 on the
+channel axis, the positional-encoding resize is skipped on the native grid (kept under ``torch.jit.trace`` so a trace
+generalises), and the order of the products is the cheaper one, as the official code chooses it: φ(k)ᵀv first
+(linear in tokens) when tokens outnumber head channels, φ(q)φ(k)ᵀ first otherwise. ``with
+yolo_attn.layers.textbook():`` runs the token-major form with ``nn.Linear`` and always the quadratic order (the
+N×N kernel matrix φ(q)φ(k)ᵀ); both give the same outputs and gradients.
 """
 
 from __future__ import annotations
@@ -31,16 +39,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._checks import check_divisible, check_int, check_odd_kernel
+from .attention import textbook_enabled
 
 __all__ = ["FLA", "FocusedLinearAttention", "focused_kernel"]
 
 
-def focused_kernel(x: torch.Tensor, scale: torch.Tensor, p: int) -> torch.Tensor:
-    """φ_p(ReLU(x) / scale) over the last dimension, in float32: norm-preserving power ``p`` sharpening."""
+def focused_kernel(x: torch.Tensor, scale: torch.Tensor, p: int, dim: int = -1) -> torch.Tensor:
+    """φ_p(ReLU(x) / scale) over the channel dimension ``dim``, in float32: norm-preserving power ``p`` sharpening."""
     x = (F.relu(x.float()) + 1e-6) / scale
-    norm = x.norm(dim=-1, keepdim=True)
+    norm = x.norm(dim=dim, keepdim=True)
     x = x**p
-    return x / x.norm(dim=-1, keepdim=True) * norm
+    return x / x.norm(dim=dim, keepdim=True) * norm
 
 
 class FocusedLinearAttention(nn.Module):
@@ -77,6 +86,37 @@ class FocusedLinearAttention(nn.Module):
         return pos.flatten(2).transpose(1, 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if textbook_enabled():
+            return self.forward_textbook(x)
+        B, C, H, W = x.shape
+        N, heads = H * W, self.num_heads
+        d = C // heads
+        tracing = torch.jit.is_tracing()
+        qkv = F.conv2d(x, self.qkv.weight[:, :, None, None], self.qkv.bias).flatten(2)  # (B, 3C, N)
+        q, k, v = qkv.chunk(3, dim=1)  # 3 × (B, C, N)
+
+        with torch.autocast(x.device.type, enabled=False):  # focusing power and sums in float32
+            scale = F.softplus(self.scale.float()).transpose(1, 2)  # (1, C, 1)
+            if not tracing and (H, W) == self.window_size:  # native grid: the resize is the identity
+                pos = self.positional_encoding.float().transpose(1, 2)  # (1, C, N)
+            else:
+                pos = self.position(H, W).transpose(1, 2)
+            q = focused_kernel(q, scale, self.focusing_factor, dim=1).view(B, heads, d, N)
+            k = focused_kernel(k.float() + pos, scale, self.focusing_factor, dim=1).view(B, heads, d, N)
+            vf = v.float().reshape(B, heads, d, N)
+            z = 1 / (k.mean(dim=-1).unsqueeze(-2) @ q + 1e-6)  # (B, h, 1, N)
+            if tracing or N > d:  # keys first: (d × d) per head, linear in N
+                out = ((k @ vf.transpose(-2, -1)) / N).transpose(-2, -1) @ q  # (B, h, d, N)
+            else:  # tiny maps: the N × N kernel matrix is the smaller product
+                out = vf @ ((q.transpose(-2, -1) @ k) / N).transpose(-2, -1)
+            out = out * z
+        out = out.to(x.dtype).view(B, C, H, W)
+
+        out = out + self.dwc(v.reshape(B * heads, d, H, W)).view(B, C, H, W)  # depthwise conv restores rank
+        return self.proj_drop(F.conv2d(out, self.proj.weight[:, :, None, None], self.proj.bias))
+
+    def forward_textbook(self, x: torch.Tensor) -> torch.Tensor:
+        """Token-major formulation with the quadratic order (φ(q)φ(k)ᵀ first) at every size."""
         B, C, H, W = x.shape
         N, heads = H * W, self.num_heads
         tokens = x.flatten(2).transpose(1, 2)  # (B, N, C)
@@ -88,8 +128,8 @@ class FocusedLinearAttention(nn.Module):
             k = focused_kernel(k.float() + self.position(H, W), scale, self.focusing_factor)
             q, k, vf = (t.reshape(B, N, heads, -1).transpose(1, 2) for t in (q, k, v.float()))  # (B, h, N, d)
             z = 1 / (q @ k.mean(dim=-2, keepdim=True).transpose(-2, -1) + 1e-6)  # (B, h, N, 1)
-            kv = (k.transpose(-2, -1) @ vf) / N  # (B, h, d, d): keys first, linear in N
-            out = (q @ kv) * z  # (B, h, N, d)
+            qk = (q @ k.transpose(-2, -1)) / N  # (B, h, N, N): the kernel matrix, quadratic in N
+            out = (qk @ vf) * z  # (B, h, N, d)
         out = out.to(x.dtype).transpose(1, 2).reshape(B, N, C)
 
         v = v.reshape(B, N, heads, -1).permute(0, 2, 3, 1).reshape(B * heads, -1, H, W)  # (B·h, d, H, W)
