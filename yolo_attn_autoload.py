@@ -3,7 +3,8 @@
 ``yolo_attn.pth`` (installed into site-packages) runs ``startup()`` when the interpreter starts. It only puts a
 finder on ``sys.meta_path``; when ``ultralytics.nn.tasks`` is later imported (by ``yolo train``, ``YOLO(...)``, a
 DDP child process, an unpickled checkpoint ...), the finder wraps that module's loader so that right after the
-module has executed, ``yolo_attn.register()`` runs and the finder removes itself. Nothing else is imported at
+module has executed, ``yolo_attn.register()`` runs. ``when_imported`` lets registration hook further Ultralytics
+modules the same way; the finder removes itself once no hook is pending. Nothing else is imported at
 start-up (no torch, no importlib.abc), so the cost is a fraction of a millisecond.
 
 Set ``YOLO_ATTN_AUTOLOAD=0`` to switch the start-up hook off; ``import yolo_attn`` still registers explicitly.
@@ -27,8 +28,11 @@ def _register():
         warnings.warn(f"yolo_attn: could not register layers with Ultralytics: {e!r}", RuntimeWarning, stacklevel=2)
 
 
-class _RegisteringLoader:
-    """Delegates to the real loader of ``ultralytics.nn.tasks`` and registers after the module executed."""
+_hooks = {}  # module name -> callbacks to run right after that module has executed
+
+
+class _HookedLoader:
+    """Delegates to a module's real loader and runs the module's pending callbacks after it executed."""
 
     def __init__(self, loader):
         self.loader = loader
@@ -39,18 +43,21 @@ class _RegisteringLoader:
     def exec_module(self, module):
         module.__loader__ = self.loader  # tools that read source through __loader__ see the real loader
         self.loader.exec_module(module)
-        disarm()
-        _register()
+        callbacks = _hooks.pop(module.__name__, [])
+        if not _hooks:
+            disarm()
+        for callback in callbacks:
+            callback(module)
 
     def __getattr__(self, name):  # get_source, get_filename, is_package ...
         return getattr(self.loader, name)
 
 
-class _TasksFinder:
-    """``sys.meta_path`` entry that only reacts to ``ultralytics.nn.tasks``."""
+class _ImportHookFinder:
+    """``sys.meta_path`` entry that only reacts to the modules in ``_hooks``."""
 
     def find_spec(self, fullname, path=None, target=None):
-        if fullname != TARGET:
+        if fullname not in _hooks:
             return None
         for finder in sys.meta_path:
             if finder is self or not hasattr(finder, "find_spec"):
@@ -58,22 +65,37 @@ class _TasksFinder:
             spec = finder.find_spec(fullname, path, target)
             if spec is not None:
                 if spec.loader is not None and hasattr(spec.loader, "exec_module"):
-                    spec.loader = _RegisteringLoader(spec.loader)
+                    spec.loader = _HookedLoader(spec.loader)
                 return spec
         return None
+
+
+def when_imported(name, callback):
+    """Run ``callback(module)`` right after module ``name`` is imported (now, if it already is)."""
+    if name in sys.modules:
+        callback(sys.modules[name])
+        return
+    _hooks.setdefault(name, []).append(callback)
+    if not any(isinstance(f, _ImportHookFinder) for f in sys.meta_path):
+        sys.meta_path.insert(0, _ImportHookFinder())
 
 
 def arm():
     """Register now if ``ultralytics.nn.tasks`` is already imported, else as soon as it is."""
     if TARGET in sys.modules:
         _register()
-    elif not any(isinstance(f, _TasksFinder) for f in sys.meta_path):
-        sys.meta_path.insert(0, _TasksFinder())
+    elif _register_hook not in _hooks.get(TARGET, []):
+        when_imported(TARGET, _register_hook)
+
+
+def _register_hook(module):
+    _register()
 
 
 def disarm():
-    """Remove the finder (registration already done, or not wanted)."""
-    sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, _TasksFinder)]
+    """Remove the finder (all hooks ran, or none are wanted); pending hooks are dropped."""
+    _hooks.clear()
+    sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, _ImportHookFinder)]
 
 
 def startup():

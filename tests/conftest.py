@@ -56,10 +56,10 @@ def ultralytics_version_path(version: str) -> Path:
 
 def all_layers_after(base: str) -> dict:
     """Config dict of ``base`` with CGA, FLA, LSKA, SHSA stacked (in that order) after its P5 context block."""
-    from yolo_attn.configs import find_after_sppf, insert, load_base
+    from yolo_attn.configs import find_after_sppf, insert_rows, load_base
 
     d = load_base(base)
     p = find_after_sppf(d)
     for name in reversed(NAMES):
-        d = insert(d, name, p)  # each lands at p + 1, pushing the previous ones down
+        d = insert_rows(d, name, p)  # each lands at p + 1, pushing the previous ones down (layer defaults)
     return d

@@ -38,10 +38,10 @@ def test_startup_hook_is_light_and_registers_lazily():
     code = (
         "import sys\n"
         "assert 'torch' not in sys.modules and 'yolo_attn' not in sys.modules, 'heavy import at start-up'\n"
-        "assert any(type(f).__name__ == '_TasksFinder' for f in sys.meta_path)\n"
+        "assert any(type(f).__name__ == '_ImportHookFinder' for f in sys.meta_path)\n"
         "from ultralytics.nn import tasks\n"
         "print(sorted(n for n in ('CGA', 'FLA', 'LSKA', 'SHSA') if n in vars(tasks)))\n"
-        "assert not any(type(f).__name__ == '_TasksFinder' for f in sys.meta_path), 'finder not removed'\n"
+        "assert not any(type(f).__name__ == '_ImportHookFinder' for f in sys.meta_path), 'finder not removed'\n"
     )
     assert run_py(code).stdout.strip().splitlines()[-1] == str(list(NAMES))
 

@@ -4,17 +4,66 @@ Inserting a row into a model YAML shifts the index of every later row, so every 
 connections, the head's input list) must shift too. ``insert`` does that; the inserted layer takes the place of the
 row it follows for every later consumer (what read SPPF now reads SPPF → LSKA), so the result is the same network
 with the layer spliced in.
+
+Placements (``at``):
+
+* ``after-sppf`` — after the P5 context block (the last SPPF / SPP / SPPELAN for YOLO, AIFI for RT-DETR);
+* ``neck`` — after each row whose output feeds the detection head (P3, P4, P5 for the stock detectors), so the
+  head and every other consumer of those maps read the attended maps;
+* ``backbone`` — after the backbone rows at stride 8 and 16 (P3, P4) that the head reads as skip inputs; P5 is
+  covered by ``after-sppf``;
+* a row index or a list of them (``at=[4, 6]``), in the base config's numbering.
+
+``yolo-attn insert`` is the command line of the same::
+
+    yolo-attn insert yolov8.yaml --layer LSKA --at neck -o yolov8-lska-neck.yaml
 """
 
 from __future__ import annotations
 
+import argparse
 import copy
+import functools
+import sys
 from pathlib import Path
 from typing import Iterable, Sequence
 
 import yaml
 
-__all__ = ["load_base", "insert", "find_after_sppf", "dump", "declared_scales"]
+__all__ = [
+    "load_base", "insert", "insert_rows", "find_after_sppf", "placement_rows", "default_args", "dump",
+    "declared_scales", "cfg_path", "shipped_configs", "PLACEMENTS", "main",
+]
+
+PLACEMENTS = ("after-sppf", "neck", "backbone")
+CFG_DIRS = (Path(__file__).resolve().parent / "cfg", Path(__file__).resolve().parents[1] / "cfg")
+"""Where the shipped configs live: inside the installed package (wheel), else the repository's cfg/ (editable)."""
+
+
+@functools.lru_cache(maxsize=None)
+def shipped_configs() -> dict[str, Path]:
+    """File name -> path of every config shipped with yolo_attn."""
+    for d in CFG_DIRS:
+        files = sorted(d.glob("*.yaml")) if d.is_dir() else []
+        if files:
+            return {p.name: p for p in files}
+    return {}
+
+
+def cfg_path(name: str) -> Path:
+    """Path of a shipped config, e.g. ``cfg_path("yolov8-lska.yaml")``; a scaled name (``yolov8s-lska.yaml``)
+    gives the same file (Ultralytics takes the scale from the name you pass it, not from the file)."""
+    import re
+
+    files = shipped_configs()
+    name = Path(name).name if Path(name).suffix else f"{Path(name).name}.yaml"
+    unified = re.sub(r"(\d+)([nslmx])(.+)?$", r"\1\3", Path(name).stem) + ".yaml"
+    for candidate in (name, unified):
+        if candidate in files:
+            return files[candidate]
+    raise FileNotFoundError(
+        f"yolo_attn ships no config named '{name}'. Shipped: {', '.join(files) or 'none (package data missing)'}."
+    )
 
 _P5_CONTEXT = ("SPPF", "SPP", "SPPELAN", "AIFI")  # the P5 context block after which 'after-sppf' inserts
 
@@ -67,28 +116,135 @@ def _shift(f, j: int, after: int):
     return new if f >= 0 else new - new_j
 
 
-def insert(base: str | Path | dict, layer: str, after: int | Iterable[int], args: Sequence = ()) -> dict:
+def insert_rows(base: str | Path | dict, layer: str, after: int | Iterable[int], args: Sequence | dict = ()) -> dict:
     """Return a copy of ``base`` with ``[-1, 1, layer, args]`` after each row index in ``after`` (old indices).
 
-    Rows after an insertion point are renumbered; references to the row an insert follows are redirected to the
-    inserted layer. Inserts land in the backbone if they follow a backbone row, else in the head.
+    ``args`` is one list for every insert, or a dict mapping each row index in ``after`` to its list. Rows after an
+    insertion point are renumbered; references to the row an insert follows are redirected to the inserted layer.
+    Inserts land in the backbone if they follow a backbone row, else in the head.
     """
     d = load_base(base)
     points = sorted({after} if isinstance(after, int) else set(after), reverse=True)
     n_rows = len(_rows(d))
     for p in points:
-        if not 0 <= p < n_rows:
-            raise ValueError(f"insert position {p} is outside the config's rows 0..{n_rows - 1}")
+        if isinstance(p, bool) or not isinstance(p, int) or not 0 <= p < n_rows:
+            raise ValueError(f"insert position {p!r} is outside the config's rows 0..{n_rows - 1}")
+        row_args = args[p] if isinstance(args, dict) else args
         nb = len(d["backbone"])
         rows = _rows(d)
         new_rows = []
         for j, (f, n, m, a) in enumerate(rows):
             new_rows.append([_shift(f, j, p) if j > p else f, n, m, a])
             if j == p:
-                new_rows.append([-1, 1, layer, list(args)])
+                new_rows.append([-1, 1, layer, list(row_args)])
         split = nb + 1 if p < nb else nb
         d["backbone"], d["head"] = new_rows[:split], new_rows[split:]
     return d
+
+
+def _absolute(f, j: int) -> list[int]:
+    return [x if x >= 0 else j + x for x in ([f] if isinstance(f, int) else f)]
+
+
+def row_strides(base: str | Path | dict, probe: int = 256) -> list[int | None]:
+    """Output stride of every row of a config (None where a row's output is not one feature map), measured by
+    building it at its smallest declared scale and running one ``probe``×``probe`` forward."""
+    d = load_base(base)
+    key = yaml.safe_dump({k: v for k, v in d.items() if k not in ("yaml_file", "scale")}, default_flow_style=True)
+    return list(_row_strides(key, probe))
+
+
+@functools.lru_cache(maxsize=32)
+def _row_strides(key: str, probe: int) -> tuple[int | None, ...]:
+    import torch
+
+    from .integration import build_model
+
+    d = yaml.safe_load(key)
+    scales = list(d.get("scales") or {})
+    model = build_model(d, scale=scales[0] if scales else None)
+    sizes: dict[int, int] = {}
+    hooks = [m.register_forward_hook(lambda mod, a, out, k=k: sizes.__setitem__(k, out.shape[-1])
+                                     if isinstance(out, torch.Tensor) and out.dim() == 4 else None)
+             for k, m in enumerate(model.model)]
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(torch.zeros(1, 3, probe, probe))
+    finally:
+        for h in hooks:
+            h.remove()
+    return tuple(probe // sizes[k] if k in sizes else None for k in range(len(model.model)))
+
+
+def placement_rows(base: str | Path | dict, at: str | int | Iterable[int]) -> list[int]:
+    """Row indices (base numbering) after which a placement inserts; see the module docstring."""
+    d = load_base(base)
+    rows = _rows(d)
+    if not isinstance(at, str):
+        return sorted({at} if isinstance(at, int) else set(at))
+    if at == "after-sppf":
+        return [find_after_sppf(d)]
+    if at == "neck":
+        return sorted(set(_absolute(rows[-1][0], len(rows) - 1)))
+    if at == "backbone":
+        nb = len(d["backbone"])
+        strides = row_strides(d)
+        read = {x for j in range(nb, len(rows)) for x in _absolute(rows[j][0], j) if x < nb - 1}
+        hits = sorted(x for x in read if strides[x] in (8, 16))
+        if not hits:
+            raise ValueError("no backbone row at stride 8 or 16 is read by the head in this config; "
+                             "give explicit row indices instead")
+        return hits
+    raise ValueError(f"unknown placement '{at}': use one of {', '.join(PLACEMENTS)} or row indices")
+
+
+_LSKA_BY_GRID = ((20, 23), (40, 41))  # map side at 640 -> smallest LSKA kernel covering it; larger maps: 53
+
+
+def default_args(layer: str, stride: int | None, imgsz: int = 640) -> list:
+    """YAML args of ``layer`` for a feature map at ``stride`` of an ``imgsz`` input (None: the layer's defaults).
+
+    CGA [num_heads 4, key_dim 16, window 7, kernel 5] everywhere; LSKA the smallest kernel covering the map (23 at
+    P5, 41 at P4, 53 at P3 — the largest); FLA window = the map's native grid (20 / 40 / 80), 8 heads; SHSA qk_dim
+    16 with pdim = c1 / 4 (global attention: at P3 of 640 that is 6,400 tokens, see the README table for the cost).
+    """
+    layer = layer.upper()
+    grid = imgsz // stride if stride else None
+    if layer == "CGA":
+        return [4, 16, 7, 5]
+    if layer == "LSKA":
+        if grid is None:
+            return [23]
+        return [next((k for side, k in _LSKA_BY_GRID if grid <= side), 53)]
+    if layer == "FLA":
+        return [8, grid or 20, 3, 5]
+    if layer == "SHSA":
+        return [16]
+    return []
+
+
+def insert(base: str | Path | dict, layer: str, at: str | int | Iterable[int] = "after-sppf",
+           args: Sequence | dict | None = None) -> dict:
+    """Insert ``layer`` into a model config at a placement and return the new config dict.
+
+    Args:
+        base: stock config name (``"yolov8.yaml"``, ``"rtdetr-l.yaml"``), a YAML path, or a config dict.
+        layer: a yolo_attn layer name (``"LSKA"``) or any layer name Ultralytics resolves.
+        at: ``"after-sppf"``, ``"neck"``, ``"backbone"``, a row index or a list of row indices (base numbering).
+        args: YAML args for every insert, a dict ``{row: args}``, or None for the per-placement defaults
+            (:func:`default_args` at each insert point's stride).
+
+    Examples:
+        >>> d = insert("yolov8.yaml", "LSKA", at="neck")
+        >>> open("yolov8-lska-neck.yaml", "w").write(dump(d))
+    """
+    d = load_base(base)
+    points = placement_rows(d, at)
+    if args is None:
+        strides = row_strides(d) if layer.upper() in ("LSKA", "FLA") else [None] * len(_rows(d))
+        args = {p: default_args(layer, strides[p]) for p in points}
+    return insert_rows(d, layer, points, args)
 
 
 def dump(d: dict, header: str = "") -> str:
@@ -113,3 +269,66 @@ def dump(d: dict, header: str = "") -> str:
             lines.append(f"  - {flow(list(row))} # {i}")
             i += 1
     return "\n".join(lines) + "\n"
+
+
+def _parse_args(text: str | None):
+    if text is None:
+        return None
+    value = yaml.safe_load(text if text.strip().startswith("[") else f"[{text}]")
+    if not isinstance(value, list):
+        raise argparse.ArgumentTypeError(f"--args must be a YAML list such as '4, 16, 7, 5', got {text!r}")
+    return value
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``yolo-attn insert``: write BASE with a layer inserted at a placement; returns the exit code."""
+    from .layers import LAYERS
+
+    ap = argparse.ArgumentParser(
+        prog="yolo-attn insert",
+        description="Insert an attention layer into an Ultralytics model YAML, renumbering every 'from' index.",
+    )
+    ap.add_argument("base", help="stock config name (yolov8.yaml, yolo11-seg.yaml, rtdetr-l.yaml) or a YAML path")
+    ap.add_argument("--layer", required=True, help=f"layer name: {', '.join(LAYERS)}")
+    ap.add_argument("--at", default="after-sppf",
+                    help="after-sppf | neck | backbone | row index or comma-separated indices (default after-sppf)")
+    ap.add_argument("--args", default=None,
+                    help="YAML args after the automatic c1, e.g. '23' or '4,16,7,5' (default: per-placement defaults)")
+    ap.add_argument("-o", "--out", default=None, help="output YAML (default: print to stdout)")
+    ap.add_argument("--no-check", action="store_true", help="do not build the result to check it")
+    a = ap.parse_args(argv)
+
+    layer = {k.upper(): k for k in LAYERS}.get(a.layer.upper())
+    if layer is None:
+        ap.error(f"unknown layer '{a.layer}': choose one of {', '.join(LAYERS)}")
+    at = a.at
+    if at not in PLACEMENTS:
+        try:
+            at = [int(x) for x in at.split(",")]
+        except ValueError:
+            ap.error(f"--at '{a.at}' is neither a placement ({', '.join(PLACEMENTS)}) nor row indices")
+    from . import register
+
+    register()
+    try:
+        d = insert(a.base, layer, at, _parse_args(a.args))
+        points = placement_rows(a.base, at)
+        rows = f"row{'s' if len(points) > 1 else ''} {', '.join(map(str, points))}"
+        header = (f"{Path(str(a.base)).name} with {layer}, placement {a.at}: after {rows} of the base.\n"
+                  f"Written by: yolo-attn insert {a.base} --layer {layer} --at {a.at}"
+                  + (f" --args '{a.args}'" if a.args is not None else ""))
+        text = dump(d, header)
+        if not a.no_check:
+            from .integration import build_model
+
+            scales = declared_scales(d)
+            build_model(yaml.safe_load(text), scale=scales[0])
+    except (ValueError, KeyError, FileNotFoundError, argparse.ArgumentTypeError) as e:
+        print(f"yolo-attn insert: {e}", file=sys.stderr)
+        return 1
+    if a.out:
+        Path(a.out).write_text(text, encoding="utf-8")
+        print(f"wrote {a.out}: {layer} after base rows {points}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0

@@ -15,6 +15,15 @@ Facts relied on (see also ``yolo_attn_autoload.py`` for the start-up hook):
    this, so other plugins can coexist, and ``n > 1`` repeats and skip inputs (``from`` ≠ -1) get the right ``c1``.
 3. Internal callers look ``parse_model`` up in the ``tasks`` module at call time, so wrapping it there takes effect;
    the wrapper only turns the bare ``KeyError`` for an unknown layer name into an error listing our names.
+5. ``yaml_model_load`` (in ``tasks``; ``engine.model`` imports it by name) turns a config name into a dict; it
+   first looks for the given file, then the scale-less name (``yolov8s-lska.yaml`` -> ``yolov8-lska.yaml``), then
+   Ultralytics' own cfg folder. When none of those has the file but yolo_attn ships one of that name, the wrapper
+   loads the shipped file and keeps the scale from the requested name, as for stock configs.
+6. Square batches (for layers that declare ``requires_square_input``, e.g. ``FLA(fixed=True)``): training builds
+   its val set in ``DetectionTrainer.build_dataset`` with ``rect=mode == "val"``; ``Model.val``/``yolo val`` pass
+   ``rect=True``; all datasets come from ``BaseDataset.__init__(..., rect=...)`` (keyword in every checked version).
+   The predictor letterboxes in ``BasePredictor.pre_transform`` with ``auto=True`` (minimal, non-square padding)
+   for PyTorch models.
 4. 8.4.67+ restricted loading (``ULTRALYTICS_SAFE_LOAD=1``) only admits ``nn.Module`` subclasses in YAMLs (ours are)
    and loads checkpoints with ``weights_only=True``; our classes are added with ``torch.serialization
    .add_safe_globals``. The layers hold only torch modules, tensors and Python scalars/tuples.
@@ -22,13 +31,18 @@ Facts relied on (see also ``yolo_attn_autoload.py`` for the start-up hook):
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import importlib
 import inspect
+import re
 import sys
 import threading
 import warnings
+from pathlib import Path
 
 import torch
+import yolo_attn_autoload as _autoload
 from torch import nn
 
 from .layers import LAYERS, LayerArgumentError
@@ -144,6 +158,31 @@ def _wrap_parse_model(tasks) -> None:
     tasks.parse_model = parse_model
 
 
+def _wrap_fuse(tasks) -> None:
+    """Make ``BaseModel.fuse`` (called by val, predict, export) also fold the BatchNorms inside our layers. Idempotent.
+
+    Ultralytics' ``fuse`` folds BatchNorm only into its own ``Conv``/``Conv2``/``DWConv``/... modules and then prints
+    the model summary (``self.info``). The wrapper folds ours first (:func:`yolo_attn.layers.fuse_layers`: CGA's and
+    SHSA's Conv+BN pairs, SHSA's GroupNorm affine), so that summary counts the folded parameters, then runs the
+    original unchanged. Folding twice is a no-op; a model without our layers is untouched.
+    """
+    from .layers import fuse_layers
+
+    original = tasks.BaseModel.fuse
+    if getattr(original, "_yolo_attn", False):
+        return
+
+    def fuse(self, *args, **kwargs):
+        fuse_layers(self)
+        return original(self, *args, **kwargs)
+
+    fuse._yolo_attn = True
+    fuse.__wrapped__ = original
+    fuse.__doc__ = original.__doc__
+    fuse.__name__ = fuse.__qualname__ = original.__name__
+    tasks.BaseModel.fuse = fuse
+
+
 _TASK_MODELS = {
     "detect": "DetectionModel",
     "segment": "SegmentationModel",
@@ -167,6 +206,180 @@ def build_model(cfg, scale: str | None = None, verbose: bool = False) -> nn.Modu
     else:
         cls = getattr(tasks, _TASK_MODELS[tasks.guess_model_task(d)])
     return cls(d, verbose=verbose)
+
+
+def _shipped_for(path) -> Path | None:
+    """The shipped config standing for ``path`` when neither it nor its scale-less name exists locally."""
+    from .configs import shipped_configs
+
+    path = Path(path)
+    unified = Path(re.sub(r"(\d+)([nslmx])(.+)?$", r"\1\3", str(path)))  # yolov8s-lska.yaml -> yolov8-lska.yaml
+    if path.exists() or unified.exists() or len(path.parts) > 1:
+        return None
+    return shipped_configs().get(unified.name)
+
+
+def _wrap_yaml_model_load(tasks) -> None:
+    original = tasks.yaml_model_load
+    if getattr(original, "_yolo_attn", False):
+        return
+
+    def yaml_model_load(path):
+        shipped = _shipped_for(path)
+        if shipped is None:
+            return original(path)
+        d = original(shipped)
+        d["scale"] = tasks.guess_model_scale(path)  # from the requested name, as for stock configs
+        d["yaml_file"] = str(path)
+        return d
+
+    yaml_model_load._yolo_attn = True
+    yaml_model_load.__wrapped__ = original
+    yaml_model_load.__doc__ = original.__doc__
+    tasks.yaml_model_load = yaml_model_load
+    engine_model = sys.modules.get("ultralytics.engine.model")  # imported by name; rebind if already loaded
+    if engine_model is not None and getattr(engine_model, "yaml_model_load", None) is original:
+        engine_model.yaml_model_load = yaml_model_load
+
+
+_square = contextvars.ContextVar("yolo_attn_square", default=())
+
+
+def square_layers(model) -> tuple[str, ...]:
+    """Names of the layers in ``model`` that declare ``requires_square_input`` (empty if none or not a module)."""
+    if not isinstance(model, nn.Module):
+        return ()
+    return tuple(sorted({type(m).__name__ for m in model.modules() if getattr(m, "requires_square_input", False)}))
+
+
+@contextlib.contextmanager
+def _square_inputs(model):
+    token = _square.set(square_layers(model) or _square.get())
+    try:
+        yield
+    finally:
+        _square.reset(token)
+
+
+def _log(message: str) -> None:
+    from ultralytics.utils import LOGGER
+
+    LOGGER.info(message)
+
+
+def _patch(owner, name: str, make) -> None:
+    original = getattr(owner, name)
+    if getattr(original, "_yolo_attn", False):
+        return
+    wrapper = make(original)
+    wrapper._yolo_attn = True
+    wrapper.__wrapped__ = original
+    wrapper.__doc__ = original.__doc__
+    setattr(owner, name, wrapper)
+
+
+def _square_dataset(module) -> None:
+    def make(original):
+        def __init__(self, *args, **kwargs):
+            names = _square.get()
+            if names and kwargs.get("rect"):
+                kwargs["rect"] = False
+                prefix = str(kwargs.get("prefix", "")).strip()
+                _log(f"{prefix} yolo_attn: {', '.join(names)} needs square inputs (fixed=True); using square "
+                     "letterboxed batches instead of rect batches.".strip())
+            original(self, *args, **kwargs)
+        return __init__
+
+    _patch(module.BaseDataset, "__init__", make)
+
+
+def _square_trainer(module) -> None:
+    def make(original):
+        def build_dataset(self, *args, **kwargs):
+            with _square_inputs(self.model):
+                return original(self, *args, **kwargs)
+        return build_dataset
+
+    _patch(module.DetectionTrainer, "build_dataset", make)
+
+
+def _square_validator(module) -> None:
+    def make(original):
+        def __call__(self, trainer=None, model=None, **kwargs):
+            target = model
+            if trainer is not None:
+                target = getattr(getattr(trainer, "ema", None), "ema", None) or trainer.model
+            with _square_inputs(target):
+                return original(self, trainer, model, **kwargs)
+        return __call__
+
+    _patch(module.BaseValidator, "__call__", make)
+
+
+def _square_predictor(module) -> None:
+    def make(original):
+        def pre_transform(self, im):
+            names = square_layers(self.model)
+            if not names:
+                return original(self, im)
+            if not getattr(self, "_yolo_attn_square_logged", False):
+                self._yolo_attn_square_logged = True
+                _log(f"yolo_attn: {', '.join(names)} needs square inputs (fixed=True); letterboxing images to "
+                     f"{self.imgsz} instead of the minimal rectangle.")
+            from ultralytics.data.augment import LetterBox
+
+            letterbox = LetterBox(self.imgsz, auto=False, stride=self.model.stride)
+            return [letterbox(image=x) for x in im]
+        return pre_transform
+
+    _patch(module.BasePredictor, "pre_transform", make)
+
+
+_SQUARE_PATCHES = {
+    "ultralytics.data.base": _square_dataset,
+    "ultralytics.models.yolo.detect.train": _square_trainer,
+    "ultralytics.engine.validator": _square_validator,
+    "ultralytics.engine.predictor": _square_predictor,
+}
+"""Square batches for models that need them (fact 6); each applied when its module is imported."""
+
+
+def _wrap_load(tasks) -> None:
+    """``BaseModel.load`` pairs checkpoint tensors with the model's by name (``model.<index>.<rest>``) and shape, so
+    behind an inserted layer most of a stock checkpoint is silently dropped. When the model or the checkpoint
+    holds our layers, ``load`` gets a view of the checkpoint model whose layer list is laid out like the model's,
+    paired by structure (:func:`yolo_attn.transfer.aligned_source`); all ``load`` does itself (class-count handling,
+    first-conv channels, its "Transferred N/M items" line) then works on the right pairs and reports the real count.
+    Relied on (8.1.47 to 8.4.190): ``load(weights, verbose)`` takes a checkpoint dict (``ema`` else ``model``) or a
+    model, and reads only the source model's state_dict, attributes and layer list; the trainer's ``pretrained=``
+    and ``Model.load`` both end in it (via ``get_model(cfg, weights)``)."""
+    original = tasks.BaseModel.load
+    if getattr(original, "_yolo_attn", False):
+        return
+    ours = tuple(LAYERS.values())
+
+    def load(self, weights, verbose=True):
+        source = (weights.get("ema") or weights.get("model")) if isinstance(weights, dict) else weights
+        nets = (self, source) if isinstance(source, nn.Module) else ()
+        if any(isinstance(m, ours) for net in nets for m in getattr(net, "model", ())):
+            from .transfer import aligned_source
+
+            view = aligned_source(self, source)
+            if view is not None:
+                if verbose:
+                    from ultralytics.utils import LOGGER
+
+                    new = [f"{j} {type(self.model[j]).__name__}" for j, m in enumerate(view.model)
+                           if type(m) is nn.Module and len(self.model[j].state_dict())]
+                    LOGGER.info(f"yolo_attn: checkpoint layers paired with this model's by structure, not index "
+                                f"(new layers: {', '.join(new) or 'none'})")
+                weights = view
+        return original(self, weights, verbose)
+
+    load._yolo_attn = True
+    load.__wrapped__ = original
+    load.__doc__ = original.__doc__
+    tasks.BaseModel.load = load
 
 
 def register() -> tuple[str, ...]:
@@ -196,6 +409,11 @@ def register() -> tuple[str, ...]:
                 setattr(tasks, name, _yaml_entry(cls))
             names.append(name)
         _wrap_parse_model(tasks)
+        _wrap_fuse(tasks)
+        _wrap_load(tasks)
+        _wrap_yaml_model_load(tasks)
+        for module, patch in _SQUARE_PATCHES.items():
+            _autoload.when_imported(module, patch)
         if not _registered and hasattr(torch.serialization, "add_safe_globals"):  # torch >= 2.4; once per process
             torch.serialization.add_safe_globals(list(SAFE_GLOBALS))
         _registered = tuple(names)

@@ -1,0 +1,97 @@
+"""Write the README's table of shipped configs: params and GFLOPs at 640 (attention matmuls counted), measured.
+
+Usage: python scripts/config_table.py            # measure every cfg/ file and rewrite the README section
+       python scripts/config_table.py --stdout   # print the tables instead
+
+The section sits between the markers ``<!-- config-table:start -->`` and ``<!-- config-table:end -->``.
+``tests/test_configs.py`` builds every shipped config and checks its row against the figures measured there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+START, END = "<!-- config-table:start -->", "<!-- config-table:end -->"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from make_configs import PLAN, shipped_names  # noqa: E402
+
+YOLO_SCALES = ("n", "s")
+RTDETR_SCALES = ("l",)
+
+
+def measure(cfg: str | Path, scale: str) -> tuple[int, float]:
+    """(parameters, GFLOPs at 640×640 batch 1) of ``cfg`` built at ``scale``."""
+    from yolo_attn.check import count_flops
+    from yolo_attn.integration import build_model
+
+    model = build_model(cfg, scale=scale)
+    return sum(p.numel() for p in model.parameters()), count_flops(model, 640) / 1e9
+
+
+def _rows_after(name: str) -> str:
+    text = (ROOT / "cfg" / name).read_text().splitlines()[0]
+    return re.search(r"after (rows? [\d, ]+) of", text).group(1)
+
+
+def render() -> str:
+    """The markdown of both tables, measured now."""
+    import yolo_attn  # noqa: F401  (registers the layers)
+
+    out = []
+    for family, scales in (("yolo", YOLO_SCALES), ("rtdetr", RTDETR_SCALES)):
+        bases = [(stem, base) for stem, (base, _) in PLAN.items() if stem.startswith(family)]
+        cols = " | ".join(f"params {s} | GFLOPs {s} | Δ GFLOPs {s}" for s in scales)
+        out += ["", f"| config | layer | placement | {cols} |",
+                "|---|---|---|" + "---:|---:|---:|" * len(scales)]
+        for stem, base in bases:
+            stock = {s: measure(base, s) for s in scales}
+            figures = " | ".join(f"{stock[s][0]:,} | {stock[s][1]:.2f} | -" for s in scales)
+            out.append(f"| `{base}` (stock) | - | - | {figures} |")
+            for name, b, layer, at in shipped_names():
+                if b != base:
+                    continue
+                cells = []
+                for s in scales:
+                    params, gflops = measure(ROOT / "cfg" / name, s)
+                    delta = 100 * (gflops / stock[s][1] - 1)
+                    cells.append(f"{params:,} | {gflops:.2f} | {delta:+.1f}%")
+                out.append(f"| `{name}` | {layer} | {at} ({_rows_after(name)}) | {' | '.join(cells)} |")
+    return "\n".join(out[1:])
+
+
+def table_rows(readme: str) -> dict[str, list[str]]:
+    """Config file name -> cells of its README row (for tests)."""
+    section = readme.split(START, 1)[1].split(END, 1)[0]
+    rows = {}
+    for line in section.splitlines():
+        m = re.match(r"\| `([^`]+)` \| (.*) \|$", line)
+        if m:
+            rows[m.group(1)] = [c.strip() for c in m.group(2).split("|")]
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--stdout", action="store_true", help="print the tables instead of rewriting README.md")
+    args = ap.parse_args()
+    tables = render()
+    if args.stdout:
+        print(tables)
+        return
+    text = README.read_text(encoding="utf-8")
+    if START not in text or END not in text:
+        raise SystemExit(f"README.md has no {START} ... {END} section")
+    head, rest = text.split(START, 1)
+    tail = rest.split(END, 1)[1]
+    README.write_text(f"{head}{START}\n{tables}\n{END}{tail}", encoding="utf-8")
+    print(f"updated {README}")
+
+
+if __name__ == "__main__":
+    main()
