@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._checks import check_divisible, check_int, check_odd_kernel
+from ._checks import LayerArgumentError, check_divisible, check_int, check_odd_kernel
 from .attention import textbook_enabled
 
 __all__ = ["FLA", "FocusedLinearAttention", "focused_kernel"]
@@ -148,16 +148,26 @@ class FLA(nn.Module):
             640) so that grid is used as learned and other sizes get it resized.
         focusing_factor (int): Power p of the focused kernel.
         kernel_size (int): Depthwise kernel on the values.
+        fixed (bool): The paper's square-window behaviour: only square maps are accepted (any other grid raises a
+            ValueError naming the fix) and the layer declares ``requires_square_input``, so Ultralytics validation
+            with yolo_attn registered uses square letterboxed batches instead of rect ones. The positional encoding
+            is still resized when the side differs from ``window`` (Ultralytics builds every model with a 256×256
+            probe, where P5 is 8×8). Default False: any H×W.
 
     Examples:
         >>> m = FLA(128, num_heads=8, window=20)
         >>> m(torch.randn(1, 128, 20, 15)).shape
         torch.Size([1, 128, 20, 15])
-        YAML: ``[-1, 1, FLA, [8, 20, 3, 5]]`` (num_heads, window, focusing_factor, kernel_size; all optional)
+        YAML: ``[-1, 1, FLA, [8, 20, 3, 5]]`` (num_heads, window, focusing_factor, kernel_size, fixed; all optional)
     """
 
-    def __init__(self, c1: int, num_heads: int = 8, window: int = 20, focusing_factor: int = 3, kernel_size: int = 5):
+    def __init__(self, c1: int, num_heads: int = 8, window: int = 20, focusing_factor: int = 3, kernel_size: int = 5,
+                 fixed: bool = False):
         super().__init__()
+        if not isinstance(fixed, bool):
+            raise LayerArgumentError(f"FLA: fixed must be true or false, got {fixed!r}.")
+        self.fixed = fixed
+        self.requires_square_input = fixed  # read by the Ultralytics integration: validate with square batches
         c1 = check_int("FLA", "c1 (input channels)", c1)
         num_heads = check_int("FLA", "num_heads", num_heads, high=c1)
         window = check_int("FLA", "window", window, high=256)
@@ -169,4 +179,11 @@ class FLA(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.fixed and x.shape[-2] != x.shape[-1]:
+            raise ValueError(
+                f"FLA(fixed=True) works on square feature maps only (the official module's H = W = sqrt(N) grid), "
+                f"got {x.shape[-2]}x{x.shape[-1]}. Feed square inputs (with yolo_attn registered, Ultralytics' "
+                f"validation and predict letterbox to a square imgsz automatically), or drop fixed=True: the default "
+                f"FLA works at any HxW."
+            )
         return x + self.attn(x)
