@@ -18,7 +18,19 @@ from pathlib import Path
 import torch
 from torch import nn
 
-__all__ = ["count_flops", "layer_report", "LayerRow", "build", "main"]
+__all__ = ["count_flops", "flop_counter", "layer_report", "LayerRow", "build", "main"]
+
+
+def flop_counter():
+    """``FlopCounterMode`` that also counts the fused CPU SDPA kernel (torch has no formula for it and would count
+    0: on CPU, ``scaled_dot_product_attention`` with equal q/v head sizes dispatches there)."""
+    from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
+
+    mapping = {}
+    op = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
+    if op is not None:
+        mapping[op] = lambda q, k, v, *args, out_shape=None, **kwargs: sdpa_flop_count(q, k, v)
+    return FlopCounterMode(display=False, custom_mapping=mapping)
 
 
 def _as_shape(imgsz: int | tuple[int, int] | tuple[int, int, int, int]) -> tuple[int, int, int, int]:
@@ -31,13 +43,11 @@ def _as_shape(imgsz: int | tuple[int, int] | tuple[int, int, int, int]) -> tuple
 
 def count_flops(model: nn.Module, imgsz: int | tuple = 640) -> int:
     """FLOPs (2 per multiply-add) of one eval-mode forward of ``model`` at ``imgsz`` (int, (H, W) or (B, C, H, W))."""
-    from torch.utils.flop_counter import FlopCounterMode
-
     x = torch.zeros(_as_shape(imgsz), device=next(model.parameters()).device)
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        with torch.no_grad(), flop_counter() as counter:
             model(x)
     finally:
         model.train(was_training)
@@ -68,8 +78,6 @@ def _channels(t):
 
 def layer_report(model: nn.Module, imgsz: int | tuple = 640) -> list[LayerRow]:
     """Per-layer rows (index, from, type, channels in→out, params, FLOPs) of an Ultralytics model at ``imgsz``."""
-    from torch.utils.flop_counter import FlopCounterMode
-
     layers = list(model.model)
     seen: dict[int, tuple] = {}
 
@@ -83,7 +91,7 @@ def layer_report(model: nn.Module, imgsz: int | tuple = 640) -> list[LayerRow]:
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        with torch.no_grad(), flop_counter() as counter:
             model(x)
     finally:
         model.train(was_training)

@@ -182,7 +182,11 @@ def placement_rows(base: str | Path | dict, at: str | int | Iterable[int]) -> li
     d = load_base(base)
     rows = _rows(d)
     if not isinstance(at, str):
-        return sorted({at} if isinstance(at, int) else set(at))
+        points = [at] if isinstance(at, int) else list(at)
+        for p in points:
+            if isinstance(p, bool) or not isinstance(p, int) or not 0 <= p < len(rows):
+                raise ValueError(f"insert position {p!r} is outside the config's rows 0..{len(rows) - 1}")
+        return sorted(set(points))
     if at == "after-sppf":
         return [find_after_sppf(d)]
     if at == "neck":
