@@ -19,11 +19,12 @@ import yolo_attn_autoload as _autoload
 from .configs import cfg_path, insert
 from .integration import register, registered
 from .layers import CGA, FLA, LAYERS, LSKA, SHSA, LayerArgumentError, create_layer
+from .transfer import transfer
 
 __version__ = "0.1.0"
 __all__ = [
     "CGA", "FLA", "LSKA", "SHSA", "LAYERS", "LayerArgumentError", "create_layer", "register", "registered",
-    "cfg_path", "insert",
+    "cfg_path", "insert", "transfer",
 ]
 
 if _autoload.TARGET in sys.modules:
