@@ -32,6 +32,7 @@ construction (head i needs head i-1's output) and stays a loop in both.
 
 from __future__ import annotations
 
+import contextlib
 from functools import lru_cache
 
 import torch
@@ -62,6 +63,20 @@ def relative_offset_index(h: int, w: int, resolution: int, device=None) -> torch
     dx = (xs[:, None] - xs[None, :]).abs()  # (w, w)
     idx = dy[:, None, :, None] * resolution + dx[None, :, None, :]  # (h, w, h, w)
     return idx.reshape(h * w, h * w)
+
+
+def _attend(fn, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float, bias) -> torch.Tensor:
+    """``fn(q, k, v, scale, bias)``, in float32 when q is float16: the scores of large activations overflow fp16
+    (|q·k| > 65504 gave inf, then NaN after softmax, for inputs ×100); the result has q's dtype."""
+    if q.dtype != torch.float16:
+        return fn(q, k, v, scale, bias)
+    device = q.device.type
+    try:  # autocast would cast the products back to fp16
+        ctx = torch.autocast(device, enabled=False)
+    except RuntimeError:  # a device type without autocast (meta)
+        ctx = contextlib.nullcontext()
+    with ctx:
+        return fn(q.float(), k.float(), v.float(), scale, bias).to(q.dtype)
 
 
 @lru_cache(maxsize=64)
@@ -119,10 +134,10 @@ class CascadedGroupAttention(nn.Module):
             q = dw(q)
             if textbook:  # the official token-major form
                 q, k, v = (t.flatten(2).transpose(1, 2) for t in (q, k, v))  # (B, N, key_dim | d)
-                feat = explicit_attention(q, k, v, self.scale, bias[i])  # (B, N, d)
+                feat = _attend(explicit_attention, q, k, v, self.scale, bias[i])  # (B, N, d)
                 feat = feat.transpose(1, 2).reshape(B, self.d, H, W)
             else:  # channels-first tokens in, channels-first out
-                feat = channels_first_attention(q.flatten(2), k.flatten(2), v.flatten(2), self.scale, bias[i])
+                feat = _attend(channels_first_attention, q.flatten(2), k.flatten(2), v.flatten(2), self.scale, bias[i])
                 feat = feat.reshape(B, self.d, H, W)
             outs.append(feat)
         return self.proj(torch.cat(outs, dim=1))
