@@ -194,3 +194,38 @@ def test_yaml_accepted_by_ultralytics(tmp_path):
            "MPLCONFIGDIR": str(tmp_path / "mpl"), "PYTHONPATH": str(REPO)}
     r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and "OK" in r.stdout, r.stdout + r.stderr
+
+
+def test_label_masks_sit_on_the_drawn_edges():
+    """Pixel-exact check against the image itself, not the generator's bookkeeping: along each labelled object's
+    outline, the step between the pixels just inside and just outside is larger than for the same outline moved by
+    one pixel in any direction (an off-by-one in boxes or masks fails this)."""
+    ring = np.ones((3, 3), np.uint8)
+
+    def edge_step(img: np.ndarray, m: np.ndarray) -> float | None:
+        inner = m & ~cv2.erode(m.astype(np.uint8), ring).astype(bool)
+        outer = cv2.dilate(m.astype(np.uint8), ring).astype(bool) & ~m
+        if inner.sum() < 3 or outer.sum() < 3:
+            return None
+        return float(np.abs(np.median(img[inner], 0) - np.median(img[outer], 0)).sum())
+
+    aligned = checked = 0
+    for i in range(60):
+        sc = render(image_rng(2, "train", i), 128)
+        img = sc.image.astype(np.int64)
+        for m in sc.masks:
+            if m.sum() < 40 or (step := edge_step(img, m)) is None:
+                continue
+            moved = [edge_step(img, np.roll(m, d, axis=a)) for a in (0, 1) for d in (-1, 1)]
+            checked += 1
+            aligned += all(step > s for s in moved if s is not None)
+    assert checked >= 150 and aligned >= 0.95 * checked, (aligned, checked)
+
+
+def test_same_bytes_in_another_process(tmp_path):
+    """Nothing depends on process state (hash seeds, global RNGs): a fresh interpreter writes the same files."""
+    here = make_shapes(tmp_path / "here", train=4, val=2, imgsz=64, seed=11)
+    code = f"from yolo_attn.data import make_shapes; make_shapes({str(tmp_path / 'there')!r}, 4, 2, 64, 11)"
+    env = {**os.environ, "PYTHONHASHSEED": "123", "PYTHONPATH": str(REPO)}
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=120)
+    assert _files(here.parent) == _files(tmp_path / "there")
