@@ -112,7 +112,7 @@ class FocusedLinearAttention(nn.Module):
             out = out * z
         out = out.to(x.dtype).view(B, C, H, W)
 
-        out = out + self.dwc(v.reshape(B * heads, d, H, W)).view(B, C, H, W)  # depthwise conv restores rank
+        out = out + self.dwc(v.reshape(B * heads, d, H, W)).reshape(B, C, H, W)  # depthwise conv restores rank
         return self.proj_drop(F.conv2d(out, self.proj.weight[:, :, None, None], self.proj.bias))
 
     def forward_textbook(self, x: torch.Tensor) -> torch.Tensor:
