@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# The README's main command: set up .venv, then run the main job (scripts/smoke.py) offline.
+# The README's main command: set up .venv, then run the offline demo (stock YOLOv8n against the four attention
+# variants on generated data; table and plot in runs/yolo_attn_demo/). Extra arguments go to `yolo-attn demo`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup_env.sh
-exec .venv/bin/python scripts/smoke.py "$@"
+export YOLO_OFFLINE=1
+exec .venv/bin/yolo-attn demo "$@"
