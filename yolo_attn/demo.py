@@ -39,10 +39,11 @@ DEFAULTS = {"epochs": 10, "imgsz": 128, "train": 320, "val": 80, "batch": 16, "s
 CAVEAT = (
     "What these numbers show: that each variant builds, trains, validates and runs here, and what it costs "
     "(parameters, FLOPs, latency at this size on this device, training time). What they do not show: which layer is "
-    "more accurate. At the default budget every model trains from scratch for about a minute on a synthetic dataset, "
-    "so the mAP values are small and their differences are mostly run-to-run noise (see --seeds); they say nothing "
-    "about COCO or your data. For an accuracy comparison, train longer on your own data with several seeds "
-    "(--data your.yaml --epochs 100 --imgsz 640 --seeds 3, on a GPU)."
+    "more accurate. At the default budget every model trains from scratch for about a minute on a small synthetic "
+    "dataset: mAP stays close to zero, and the differences between models are run-to-run noise (repeat with --seeds "
+    "to see its size); nor would a synthetic result carry over to COCO or your data. For an accuracy comparison, "
+    "train much longer on your own data with several seeds (--data your.yaml --epochs 100 --imgsz 640 --seeds 3, on "
+    "a GPU)."
 )
 
 
@@ -81,6 +82,11 @@ def _model_cfg(name: str, out: Path) -> str:
     dst.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(src, dst)
     return str(dst)
+
+
+def _label(name: str) -> str:
+    """Table / run-directory name of a model: its demo name, or a YAML's file stem."""
+    return Path(name).stem if name.endswith((".yaml", ".yml")) else name
 
 
 def _ensure_data(args, out: Path) -> str:
@@ -154,8 +160,6 @@ def _train_one(name: str, cfg: str, data: str, seed: int, args, out: Path) -> Ru
     from .check import count_flops
 
     model = YOLO(cfg)
-    params = sum(p.numel() for p in model.model.parameters())
-    gflops = count_flops(model.model, args.imgsz) / 1e9
     clock = {"train": 0.0}
 
     def epoch_start(trainer):
@@ -180,6 +184,9 @@ def _train_one(name: str, cfg: str, data: str, seed: int, args, out: Path) -> Ru
     trainer = model.trainer
     weights = trainer.best if Path(trainer.best).is_file() else trainer.last
     final = model.model if isinstance(model.model, torch.nn.Module) else YOLO(str(weights)).model
+    final = final.float()
+    params = sum(p.numel() for p in final.parameters())  # the trained model (class count of the data)
+    gflops = count_flops(final, args.imgsz) / 1e9
     latency = _latency_ms(final, args.imgsz, trainer.device)
     r = RunResult(model=name, seed=seed, params=params, gflops=gflops,
                   map50=_metric(results, "metrics/mAP50(B)"), map50_95=_metric(results, "metrics/mAP50-95(B)"),
@@ -295,14 +302,15 @@ def run(args: argparse.Namespace) -> list[dict]:
     data = _ensure_data(args, out)
     print(f"demo: {len(names)} models × {args.seeds} seed(s), {args.epochs} epochs at {args.imgsz} px, batch "
           f"{args.batch}, device {device}; output {out}", flush=True)
-    args.device = str(device.index if device.type == "cuda" else device.type)
+    if args.device is None:  # the same device for every model, also for the latency
+        args.device = str(device.index or 0) if device.type == "cuda" else device.type
 
     runs: list[RunResult] = []
     for seed in range(args.seeds):
         for name in names:
-            runs.append(_train_one(name, _model_cfg(name, out), data, seed, args, out))
+            runs.append(_train_one(_label(name), _model_cfg(name, out), data, seed, args, out))
 
-    rows = _aggregate(runs, names)
+    rows = _aggregate(runs, [_label(n) for n in names])
     wall = time.perf_counter() - t_start
     with open(out / "runs.csv", "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=list(asdict(runs[0])))
