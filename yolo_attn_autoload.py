@@ -31,6 +31,30 @@ def _register():
 _hooks = {}  # module name -> callbacks to run right after that module has executed
 
 
+def _ready(module):
+    """False while a module is still executing (imported, but partially initialised: a circular import)."""
+    return not getattr(getattr(module, "__spec__", None), "_initializing", False)
+
+
+def _run(callbacks, module):
+    for callback in callbacks:
+        try:
+            callback(module)
+        except Exception as e:  # never break the user's import because of the plugin
+            import warnings
+
+            warnings.warn(f"yolo_attn: hook for {module.__name__} failed: {e!r}", RuntimeWarning, stacklevel=2)
+
+
+def flush():
+    """Run the hooks of modules that finished initialising since they were requested; True if none is left."""
+    for name in list(_hooks):
+        module = sys.modules.get(name)
+        if module is not None and _ready(module):
+            _run(_hooks.pop(name, []), module)
+    return not _hooks
+
+
 class _HookedLoader:
     """Delegates to a module's real loader and runs the module's pending callbacks after it executed."""
 
@@ -43,20 +67,25 @@ class _HookedLoader:
     def exec_module(self, module):
         module.__loader__ = self.loader  # tools that read source through __loader__ see the real loader
         self.loader.exec_module(module)
-        callbacks = _hooks.pop(module.__name__, [])
-        if not _hooks:
+        _run(_hooks.pop(module.__name__, []), module)
+        if flush():
             disarm()
-        for callback in callbacks:
-            callback(module)
 
     def __getattr__(self, name):  # get_source, get_filename, is_package ...
         return getattr(self.loader, name)
 
 
 class _ImportHookFinder:
-    """``sys.meta_path`` entry that only reacts to the modules in ``_hooks``."""
+    """``sys.meta_path`` entry that only reacts to the modules in ``_hooks``.
+
+    It never removes itself here (the import system is iterating over ``sys.meta_path``); a module that was caught
+    half-initialised by a circular import gets its hooks at the next import after it finished.
+    """
 
     def find_spec(self, fullname, path=None, target=None):
+        if not _hooks:
+            return None
+        flush()
         if fullname not in _hooks:
             return None
         for finder in sys.meta_path:
@@ -72,8 +101,9 @@ class _ImportHookFinder:
 
 def when_imported(name, callback):
     """Run ``callback(module)`` right after module ``name`` is imported (now, if it already is)."""
-    if name in sys.modules:
-        callback(sys.modules[name])
+    module = sys.modules.get(name)
+    if module is not None and _ready(module):
+        _run([callback], module)
         return
     _hooks.setdefault(name, []).append(callback)
     if not any(isinstance(f, _ImportHookFinder) for f in sys.meta_path):

@@ -136,6 +136,7 @@ def _wrap_parse_model(tasks) -> None:
         return
 
     def parse_model(d, ch, verbose=True):
+        _autoload.flush()  # hooks of modules a circular import caught half-initialised
         rows = list(d.get("backbone", [])) + list(d.get("head", []))
         _check_inputs(rows)
         try:
@@ -219,12 +220,30 @@ def _shipped_for(path) -> Path | None:
     return shipped_configs().get(unified.name)
 
 
+def _wrap_torch_safe_load(tasks) -> None:
+    """Checkpoint loads (``yolo predict model=best.pt``) go through ``tasks.torch_safe_load``: a point where
+    Ultralytics is fully imported, to run hooks a circular import left pending (fact 6)."""
+    original = tasks.torch_safe_load
+    if getattr(original, "_yolo_attn", False):
+        return
+
+    def torch_safe_load(*args, **kwargs):
+        _autoload.flush()
+        return original(*args, **kwargs)
+
+    torch_safe_load._yolo_attn = True
+    torch_safe_load.__wrapped__ = original
+    torch_safe_load.__doc__ = original.__doc__
+    tasks.torch_safe_load = torch_safe_load
+
+
 def _wrap_yaml_model_load(tasks) -> None:
     original = tasks.yaml_model_load
     if getattr(original, "_yolo_attn", False):
         return
 
     def yaml_model_load(path):
+        _autoload.flush()
         shipped = _shipped_for(path)
         if shipped is None:
             return original(path)
@@ -246,10 +265,18 @@ _square = contextvars.ContextVar("yolo_attn_square", default=())
 
 
 def square_layers(model) -> tuple[str, ...]:
-    """Names of the layers in ``model`` that declare ``requires_square_input`` (empty if none or not a module)."""
-    if not isinstance(model, nn.Module):
-        return ()
-    return tuple(sorted({type(m).__name__ for m in model.modules() if getattr(m, "requires_square_input", False)}))
+    """Names of the layers in ``model`` that declare ``requires_square_input`` (empty if none or not a module).
+
+    ``model`` may be a wrapper that is not a module or does not register its network as a submodule
+    (``AutoBackend`` 8.4 keeps it on a backend object); its ``.model`` is searched then.
+    """
+    for _ in range(2):
+        if isinstance(model, nn.Module):
+            names = {type(m).__name__ for m in model.modules() if getattr(m, "requires_square_input", False)}
+            if names:
+                return tuple(sorted(names))
+        model = getattr(model, "model", None)
+    return ()
 
 
 @contextlib.contextmanager
@@ -412,6 +439,7 @@ def register() -> tuple[str, ...]:
         _wrap_fuse(tasks)
         _wrap_load(tasks)
         _wrap_yaml_model_load(tasks)
+        _wrap_torch_safe_load(tasks)
         for module, patch in _SQUARE_PATCHES.items():
             _autoload.when_imported(module, patch)
         if not _registered and hasattr(torch.serialization, "add_safe_globals"):  # torch >= 2.4; once per process
