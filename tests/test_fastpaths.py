@@ -118,6 +118,7 @@ def test_cga_train_mode_same_within_a_single_window():
 def test_sdpa_branch_matches_textbook(name, monkeypatch):
     """The SDPA branch (bias as an additive mask for CGA, with its gradient) at test-sized maps: threshold lowered."""
     monkeypatch.setattr(attention, "SDPA_MIN_PAIRS", 1)
+    monkeypatch.setattr(attention, "CPU_GRAD_EXPLICIT_MAX_BYTES", 0)  # SDPA also while recording gradients
     called = []
     original = attention.F.scaled_dot_product_attention
 
@@ -131,11 +132,25 @@ def test_sdpa_branch_matches_textbook(name, monkeypatch):
     assert called and all(has_mask == (name == "CGA") for has_mask in called)
 
 
-def test_shsa_sdpa_at_natural_threshold():
-    """33×32 = 1,056 tokens: past SDPA_MIN_PAIRS without any patching."""
+def test_shsa_sdpa_at_natural_threshold(monkeypatch):
+    """33×32 = 1,056 tokens: past SDPA_MIN_PAIRS without lowering it."""
     assert 33 * 32 * 33 * 32 >= attention.SDPA_MIN_PAIRS > 32 * 31 * 32 * 31
     layer = randomize_(SHSA(8, qk_dim=4, pdim=4), 6).eval()
-    assert_fast_matches_textbook(layer, torch.randn(1, 8, 33, 32, generator=torch.Generator().manual_seed(6)))
+    x = torch.randn(1, 8, 33, 32, generator=torch.Generator().manual_seed(6))
+    assert op_log(layer, x, False).largest() < 1056 * 1056 // 20  # no_grad: SDPA, no N×N tensor
+    monkeypatch.setattr(attention, "CPU_GRAD_EXPLICIT_MAX_BYTES", 0)
+    assert_fast_matches_textbook(layer, x)
+
+
+def test_cpu_training_keeps_moderate_problems_explicit(monkeypatch):
+    """With autograd recording on CPU, SDPA only past CPU_GRAD_EXPLICIT_MAX_BYTES of score matrices."""
+    layer = shsa().train()
+    x = torch.randn(2, 16, 40, 40, requires_grad=True)  # 2 × 1600² × 4 B = 20 MB of scores
+    n2 = (40 * 40) ** 2
+    assert op_log(layer, x, False, grad=True).largest() >= n2  # explicit (cheaper backward on CPU)
+    assert op_log(layer, x, False, grad=False).largest() < n2 // 20  # inference: SDPA
+    monkeypatch.setattr(attention, "CPU_GRAD_EXPLICIT_MAX_BYTES", 2 * n2 * 4 - 1)
+    assert op_log(layer, x, False, grad=True).largest() < n2 // 20  # past the budget: SDPA, memory bounded
 
 
 # ----------------------------------------------------------------------------------------------------------------------

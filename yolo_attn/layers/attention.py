@@ -8,9 +8,11 @@ Two formulations of the same math:
   kernels that never hold the whole score matrix (memory linear in tokens); an attention bias goes in as an
   additive ``attn_mask`` (and receives its gradient through it).
 
-``softmax_attention`` picks between them: SDPA from ``SDPA_MIN_PAIRS`` query×key pairs on, a leaner explicit form
-(scale and bias fused into one ``baddbmm``) below it, where SDPA's set-up cost dominates, and the explicit form under
-``torch.jit.trace`` (ONNX export maps it to plain MatMul/Softmax).
+``softmax_attention`` and ``channels_first_attention`` pick between them: SDPA from ``SDPA_MIN_PAIRS`` query×key
+pairs on, a leaner explicit form (scale and bias fused into one ``baddbmm``) below it, where SDPA's set-up cost
+dominates, and the explicit form under ``torch.jit.trace`` (ONNX export maps it to plain MatMul/Softmax). On CPU
+with autograd recording, moderate problems stay explicit (``CPU_GRAD_EXPLICIT_MAX_BYTES``): the fused CPU backward
+is the slow part there.
 
 Textbook switch: inside ``with textbook():`` every layer of this package runs its plain, unoptimised formulation —
 explicit attention matrices (SHSA, CGA), a Python loop over CGA's windows, FLA in the quadratic order
@@ -32,6 +34,7 @@ __all__ = [
     "softmax_attention",
     "channels_first_attention",
     "SDPA_MIN_PAIRS",
+    "CPU_GRAD_EXPLICIT_MAX_BYTES",
     "textbook",
     "textbook_enabled",
 ]
@@ -40,6 +43,12 @@ SDPA_MIN_PAIRS = 1024 * 1024
 """Query×key pairs (per batch entry and head) from which the SDPA path is used (below it the explicit matrix is
 small and cheaper). On 2 CPU cores, 16-dim q/k: SDPA is 10–20% slower than the explicit form at 400 tokens and
 several times faster from ~1,000 tokens on; ``yolo-attn bench`` shows the effect at every YOLO shape."""
+
+CPU_GRAD_EXPLICIT_MAX_BYTES = 256 * 1024 * 1024
+"""On CPU with autograd recording, score matrices up to this size (all batch entries and heads, fp32) use the
+explicit form even past ``SDPA_MIN_PAIRS``: torch's fused CPU attention *backward* is slower than the explicit one
+for small head dims (16-dim q/k at 6,400 tokens, 2 cores: forward + backward ~1.6× the explicit time, while the
+forward alone is ~7× faster). Larger problems (e.g. batch 16 at P3) still go through SDPA to keep memory bounded."""
 
 _TEXTBOOK = False
 
@@ -86,9 +95,19 @@ def sdpa_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: flo
     return F.scaled_dot_product_attention(q.contiguous(), k.contiguous(), v.contiguous(), attn_mask=mask, scale=scale)
 
 
+def _use_sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, n: int, m: int, batch: int) -> bool:
+    """Whether SDPA pays off for ``batch`` problems of ``n`` queries × ``m`` keys (see the two thresholds above)."""
+    if n * m < SDPA_MIN_PAIRS:
+        return False
+    if q.device.type == "cpu" and torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad):
+        return batch * n * m * 4 > CPU_GRAD_EXPLICIT_MAX_BYTES
+    return True
+
+
 def softmax_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float, bias=None) -> torch.Tensor:
     """Dispatch to the cheaper of the two formulations (see module docstring); textbook form inside ``textbook()``."""
-    if _TEXTBOOK or torch.jit.is_tracing() or q.shape[-2] * k.shape[-2] < SDPA_MIN_PAIRS:
+    if _TEXTBOOK or torch.jit.is_tracing() or not _use_sdpa(q, k, v, q.shape[-2], k.shape[-2],
+                                                                   q.numel() // max(q.shape[-2] * q.shape[-1], 1)):
         return explicit_attention(q, k, v, scale, bias)
     return sdpa_attention(q, k, v, scale, bias)
 
@@ -112,7 +131,7 @@ def channels_first_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, 
     """
     if _TEXTBOOK or torch.jit.is_tracing():
         return explicit_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), scale, bias).transpose(1, 2)
-    if q.shape[-1] * k.shape[-1] >= SDPA_MIN_PAIRS:
+    if _use_sdpa(q, k, v, q.shape[-1], k.shape[-1], q.shape[0]):
         return sdpa_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), scale, bias).transpose(1, 2)
     qt = q.transpose(1, 2)
     if bias is None:
