@@ -41,8 +41,8 @@ def _as_shape(imgsz: int | tuple[int, int] | tuple[int, int, int, int]) -> tuple
     return tuple(imgsz)
 
 
-def count_flops(model: nn.Module, imgsz: int | tuple = 640) -> int:
-    """FLOPs (2 per multiply-add) of one eval-mode forward of ``model`` at ``imgsz`` (int, (H, W) or (B, C, H, W))."""
+def _counted_forward(model: nn.Module, imgsz):
+    """One eval-mode, no-grad forward of zeros at ``imgsz`` under :func:`flop_counter`; returns the counter."""
     x = torch.zeros(_as_shape(imgsz), device=next(model.parameters()).device)
     was_training = model.training
     model.eval()
@@ -51,7 +51,12 @@ def count_flops(model: nn.Module, imgsz: int | tuple = 640) -> int:
             model(x)
     finally:
         model.train(was_training)
-    return int(counter.get_total_flops())
+    return counter
+
+
+def count_flops(model: nn.Module, imgsz: int | tuple = 640) -> int:
+    """FLOPs (2 per multiply-add) of one eval-mode forward of ``model`` at ``imgsz`` (int, (H, W) or (B, C, H, W))."""
+    return int(_counted_forward(model, imgsz).get_total_flops())
 
 
 @dataclass
@@ -87,14 +92,9 @@ def layer_report(model: nn.Module, imgsz: int | tuple = 640) -> list[LayerRow]:
         return fn
 
     handles = [m.register_forward_hook(hook(k)) for k, m in enumerate(layers)]
-    x = torch.zeros(_as_shape(imgsz), device=next(model.parameters()).device)
-    was_training = model.training
-    model.eval()
     try:
-        with torch.no_grad(), flop_counter() as counter:
-            model(x)
+        counter = _counted_forward(model, imgsz)
     finally:
-        model.train(was_training)
         for h in handles:
             h.remove()
     counts = counter.get_flop_counts()
