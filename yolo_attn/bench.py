@@ -644,7 +644,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = dict(models=["n"], batches=[1], min_reps=2, max_reps=5, budget_s=0.3, m_min=3, m_max=5, m_budget=2.0,
                    tp_batch=1, tp_reps=0, su_reps=3, dtypes={"cpu": ["fp32"], "cuda": ["fp32", "fp16"]})
     else:
-        cfg = dict(models=["n", "s"], batches=[1, 16], min_reps=3, max_reps=15, budget_s=1.5, m_min=10, m_max=40,
+        cfg = dict(models=["n", "s"], batches=[1, 16], min_reps=3, max_reps=11, budget_s=1.0, m_min=10, m_max=40,
                    m_budget=25.0, tp_batch=8, tp_reps=3, su_reps=7,
                    dtypes={"cpu": ["fp32", "bf16"], "cuda": ["fp32", "fp16"]})
     if args.max_textbook_gb is None:
