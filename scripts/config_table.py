@@ -70,7 +70,7 @@ def table_rows(readme: str) -> dict[str, list[str]]:
     section = readme.split(START, 1)[1].split(END, 1)[0]
     rows = {}
     for line in section.splitlines():
-        m = re.match(r"\| `([^`]+)` \| (.*) \|$", line)
+        m = re.match(r"\| `([^`]+)`(?: \(stock\))? \| (.*) \|$", line)
         if m:
             rows[m.group(1)] = [c.strip() for c in m.group(2).split("|")]
     return rows
