@@ -155,11 +155,11 @@ class _Quiet:
 
 def _train_one(name: str, cfg: str, data: str, seed: int, args, out: Path) -> RunResult:
     import torch
-    from ultralytics import YOLO
+    from ultralytics import RTDETR, YOLO
 
     from .check import count_flops
 
-    model = YOLO(cfg)
+    model = (RTDETR if "rtdetr" in Path(cfg).name else YOLO)(cfg)
     clock = {"train": 0.0}
 
     def epoch_start(trainer):
@@ -248,6 +248,7 @@ def _plot(rows: list[dict], path: Path, title: str) -> None:
         ax.errorbar(r["latency_ms"], r["map50_95"], xerr=r["latency_ms_sd"] or None, yerr=r["map50_95_sd"] or None,
                     fmt="o", capsize=3, color="tab:gray" if r["model"] == "yolov8n" else "tab:blue")
         ax.annotate(r["model"], (r["latency_ms"], r["map50_95"]), textcoords="offset points", xytext=(5, 5))
+    ax.margins(x=0.3, y=0.3)  # room for the labels
     ax.set_xlabel("latency, ms/img (batch 1)")
     ax.set_ylabel("mAP50-95")
     ax.set_title(title, fontsize=9)
