@@ -66,13 +66,13 @@ def scaled_copy(cfg: str, dest: Path) -> Path:
 
 
 @torch.no_grad()
-def randomize_layers(model: torch.nn.Module, seed: int = 0, require: bool = True) -> list[int]:
+def randomize_layers(model: torch.nn.Module, seed: int = 0, require: bool = True, calib: int = 256) -> list[int]:
     """Give ``model`` trained-like statistics; return the indices of its yolo_attn layers.
 
-    Every parameter of the yolo_attn layers is perturbed (BatchNorm scales drawn from 0.5..1.5), then every BatchNorm
-    of the model gets the running statistics of two random images (cumulative average, train mode). Without the
-    second step the features of a fresh model shrink layer by layer (to ~1e-8 at P5 of YOLOv8n) and the attention
-    would see almost nothing but its biases.
+    Every parameter of the yolo_attn layers is perturbed (BatchNorm scales drawn from 0.5..1.5), then every other
+    BatchNorm of the model gets the running statistics of two random ``calib``×``calib`` images (cumulative
+    average, train mode). Without that the features of a fresh model shrink layer by layer (to ~1e-8 at P5 of
+    YOLOv8n) and the attention would see almost nothing but its biases.
     """
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
@@ -93,7 +93,7 @@ def randomize_layers(model: torch.nn.Module, seed: int = 0, require: bool = True
         bn.reset_running_stats()
         bn.momentum = None  # cumulative average over the calibration batches
     model.train()
-    model(torch.rand(2, 3, 256, 256, generator=g))
+    model(torch.rand(2, 3, calib, calib, generator=g))
     model.eval()
     for bn in bns:
         bn.momentum = 0.03  # Ultralytics' value

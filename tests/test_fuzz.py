@@ -93,7 +93,8 @@ def test_hostile_layer_rows(row):
 @pytest.mark.parametrize(
     ("name", "args", "message"),
     [
-        ("LSKA", [9], "model layer 2 (LSKA, args [9]): LSKA: k_size=9 is not supported; choose one of 7, 11, 23, 35, 41, 53."),
+        ("LSKA", [9], "model layer 2 (LSKA, args [9]): LSKA: k_size=9 is not supported; choose one of 7, 11, 23, 35, "
+                      "41, 53."),
         ("CGA", [3], "model layer 2 (CGA, args [3]): CGA: input channels c1=32 are not divisible by num_heads=3"),
         ("CGA", [4, 16, 33], "model layer 2 (CGA, args [4, 16, 33]): CGA: window must be between 1 and 32, got 33."),
         ("FLA", [8, 20.0], "model layer 2 (FLA, args [8, 20.0]): FLA: window must be an integer, got 20.0 (float)."),

@@ -95,5 +95,6 @@ def test_interrupted_run_resumes_from_python(tmp_path, shapes_data):
     assert "final epoch 3 of 3" in proc.stdout, proc.stdout[-2000:]
     assert epochs_done(last.parents[1]) == [1, 2, 3]
     # The finished run's checkpoints are stripped for inference: no optimizer, epoch -1 (not resumable again).
-    code = "import torch\nc = torch.load({!r}, map_location='cpu', weights_only=False)\nprint(c['epoch'], c['optimizer'])"
+    code = ("import torch\nc = torch.load({!r}, map_location='cpu', weights_only=False)\n"
+            "print(c['epoch'], c['optimizer'])")
     assert run_py(code.format(str(last)), cwd=tmp_path).stdout.split()[-2:] == ["-1", "None"]
