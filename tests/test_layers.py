@@ -21,10 +21,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import reference as R  # noqa: E402
 
-try:
-    from yolo_attn import CGA, FLA, LSKA, SHSA
-except ImportError:  # package root not wired up yet
-    from yolo_attn.layers import CGA, FLA, LSKA, SHSA
+from yolo_attn import CGA, FLA, LAYERS, LSKA, SHSA  # noqa: E402
 
 
 LSKA_SIZES = (7, 11, 23, 35, 41, 53)
@@ -657,3 +654,16 @@ def test_keyword_and_positional_arguments_agree():
     assert fla.attn.focusing_factor == 2 and fla.attn.dwc.kernel_size == (3, 3)
     shsa = SHSA(16, 8, 5)
     assert shsa.attn.qk_dim == 8 and shsa.attn.pdim == 5
+
+
+@pytest.mark.parametrize("name", sorted(LAYERS))
+def test_training_after_inference_mode_in_the_same_process(name):
+    """predict/val run under torch.inference_mode(); training afterwards must not trip over anything cached then."""
+    m = LAYERS[name](64)
+    with torch.inference_mode():
+        m.eval()(torch.randn(1, 64, 20, 20))
+    m.train()
+    x = torch.randn(2, 64, 20, 20, requires_grad=True)
+    m(x).square().sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()
+    assert all(p.grad is not None for p in m.parameters() if p.requires_grad)

@@ -81,8 +81,13 @@ def _attend(fn, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float,
 
 @lru_cache(maxsize=64)
 def _cached_offset_index(h: int, w: int, resolution: int, device: torch.device) -> torch.Tensor:
-    """:func:`relative_offset_index` memoised per window size and device (read-only; not used while tracing)."""
-    return relative_offset_index(h, w, resolution, device)
+    """:func:`relative_offset_index` memoised per window size and device (read-only; not used while tracing).
+
+    Built outside inference mode: a cached index first made under ``torch.inference_mode()`` (predict, val) would
+    be an inference tensor, which autograd refuses to save when the same process trains afterwards.
+    """
+    with torch.inference_mode(False):
+        return relative_offset_index(h, w, resolution, device)
 
 
 class CascadedGroupAttention(nn.Module):
