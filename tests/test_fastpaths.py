@@ -114,7 +114,15 @@ def test_cga_train_mode_same_within_a_single_window():
     assert_fast_matches_textbook(layer, torch.randn(2, 16, 7, 7))
 
 
-@pytest.mark.parametrize("name", ["SHSA", "CGA"])
+SDPA_LAYERS = {  # equal head dims, and q/k narrower (SHSA) or wider (CGA) than v: the zero-padded SDPA inputs
+    "SHSA": shsa,
+    "SHSA-v-wider": lambda: randomize_(SHSA(16, qk_dim=4, pdim=12), 9),
+    "CGA": cga,
+    "CGA-qk-wider": lambda: randomize_(CGA(16, num_heads=2, key_dim=16, window=7, kernel=3), 10),
+}
+
+
+@pytest.mark.parametrize("name", list(SDPA_LAYERS))
 def test_sdpa_branch_matches_textbook(name, monkeypatch):
     """The SDPA branch (bias as an additive mask for CGA, with its gradient) at test-sized maps: threshold lowered."""
     monkeypatch.setattr(attention, "SDPA_MIN_PAIRS", 1)
@@ -127,9 +135,9 @@ def test_sdpa_branch_matches_textbook(name, monkeypatch):
         return original(*args, **kwargs)
 
     monkeypatch.setattr(attention.F, "scaled_dot_product_attention", spy)
-    layer = FACTORIES[name]().eval()
+    layer = SDPA_LAYERS[name]().eval()
     assert_fast_matches_textbook(layer, torch.randn(2, 16, 15, 17, generator=torch.Generator().manual_seed(5)))
-    assert called and all(has_mask == (name == "CGA") for has_mask in called)
+    assert called and all(has_mask == name.startswith("CGA") for has_mask in called)
 
 
 def test_shsa_sdpa_at_natural_threshold(monkeypatch):

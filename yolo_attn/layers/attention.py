@@ -89,10 +89,21 @@ def explicit_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale:
 
 
 def sdpa_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float, bias=None) -> torch.Tensor:
-    """Same result as :func:`explicit_attention` through ``F.scaled_dot_product_attention``."""
+    """Same result as :func:`explicit_attention` through ``F.scaled_dot_product_attention``.
+
+    The fused CPU kernel needs one head dim for q, k and v (SHSA: 16-dim q/k, C/4-dim v) and contiguous inputs; it
+    silently falls back to an unfused path otherwise (2 cores, 6,400 tokens, 64-dim v: 1.7× slower than explicit).
+    So the narrower side is zero-padded: extra zero channels in q and k leave every dot product unchanged, extra zero
+    channels in v are sliced off the output.
+    """
     mask = None if bias is None else bias.to(q.dtype)
-    # CPU kernels take the fused path only for contiguous inputs.
-    return F.scaled_dot_product_attention(q.contiguous(), k.contiguous(), v.contiguous(), attn_mask=mask, scale=scale)
+    dqk, dv = q.shape[-1], v.shape[-1]
+    if dv > dqk:
+        q, k = F.pad(q, (0, dv - dqk)), F.pad(k, (0, dv - dqk))
+    elif dqk > dv:
+        v = F.pad(v, (0, dqk - dv))
+    out = F.scaled_dot_product_attention(q.contiguous(), k.contiguous(), v.contiguous(), attn_mask=mask, scale=scale)
+    return out[..., :dv] if dqk > dv else out
 
 
 def _use_sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, n: int, m: int, batch: int) -> bool:
@@ -124,8 +135,8 @@ def channels_first_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, 
     Returns:
         (B, dv, N), equal to ``explicit_attention(qᵀ, kᵀ, vᵀ, scale, bias)ᵀ``.
 
-    Small problems: ``baddbmm`` computes ``bias + scale · qᵀk`` in one kernel and ``v @ attnᵀ`` gives the
-    channels-first output directly (BLAS reads the transposed operands in place). Large problems (≥ SDPA_MIN_PAIRS
+    Small problems: ``baddbmm`` computes ``bias + scale · qᵀk`` in one kernel; BLAS reads the transposed token
+    operands in place, and the result comes back as a transposed view (no copy here). Large problems (≥ SDPA_MIN_PAIRS
     pairs) go through SDPA, which needs token-major contiguous inputs; the textbook switch and tracing fall back to
     :func:`explicit_attention`.
     """
@@ -139,4 +150,5 @@ def channels_first_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, 
     else:
         bias = bias.to(q.dtype)
         attn = torch.baddbmm(bias.expand(q.shape[0], *bias.shape[-2:]), qt, k, alpha=scale)
-    return torch.bmm(v, attn.softmax(dim=-1).transpose(1, 2))
+    # (attn @ vᵀ)ᵀ rather than v @ attnᵀ: the N×M matrix is never read transposed (its gradient neither)
+    return torch.bmm(attn.softmax(dim=-1), v.transpose(1, 2)).transpose(1, 2)
