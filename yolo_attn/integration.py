@@ -128,6 +128,35 @@ def _check_inputs(rows: list) -> None:
                 f"model layer {i} ({name}, args {row[3]}): {name} takes one input but 'from' is {f!r}; concatenate "
                 f"first ([{f!r}, 1, Concat, [1]]) and feed the Concat to {name} with 'from' -1."
             )
+    _check_args(rows)
+
+
+def _check_args(rows: list) -> None:
+    """Rows of our layers whose args parse_model itself would crash on, before our layer sees them: args that are not
+    a list (``*args`` TypeError), or a string that is neither a name nor a Python literal (parse_model runs
+    ``ast.literal_eval`` on string args and only suppresses ValueError: ``''`` or ``'a b'`` is a bare SyntaxError)."""
+    import ast
+
+    for i, row in enumerate(rows):
+        if len(row) < 4 or row[2] not in _registered:
+            continue
+        name, args = row[2], row[3]
+        if not isinstance(args, list):
+            raise LayerArgumentError(
+                f"model layer {i} ({name}, args {args!r}): the args must be a list, e.g. [-1, 1, {name}, []]."
+            )
+        for a in args:
+            if not isinstance(a, str):
+                continue
+            try:
+                ast.literal_eval(a)
+            except ValueError:  # a name: parse_model looks it up or passes the string on (our checks refuse it)
+                pass
+            except (SyntaxError, TypeError, MemoryError, RecursionError):
+                raise LayerArgumentError(
+                    f"model layer {i} ({name}, args {args}): argument {a!r} is neither a number nor a name; write "
+                    "plain integers (see 'yolo-attn layers')."
+                ) from None
 
 
 def _wrap_parse_model(tasks) -> None:
@@ -387,8 +416,8 @@ def _wrap_load(tasks) -> None:
 
     def load(self, weights, verbose=True):
         source = (weights.get("ema") or weights.get("model")) if isinstance(weights, dict) else weights
-        nets = (self, source) if isinstance(source, nn.Module) else ()
-        if any(isinstance(m, ours) for net in nets for m in getattr(net, "model", ())):
+        lists = [getattr(net, "model", None) for net in ((self, source) if isinstance(source, nn.Module) else ())]
+        if any(isinstance(m, ours) for x in lists if isinstance(x, (nn.Sequential, nn.ModuleList)) for m in x):
             from .transfer import aligned_source
 
             view = aligned_source(self, source)
