@@ -96,11 +96,10 @@ SIZES = {"CGA": [(15, 17), (7, 7), (3, 5)], "SHSA": [(9, 13), (1, 1)], "FLA": [(
 # ----------------------------------------------------------------------------------------------------------------------
 # fp32 parity: outputs and gradients
 # ----------------------------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("name", list(FACTORIES))
-@pytest.mark.parametrize("mode", ["eval", "train"])
+# CGA in train mode only with one window per image (below): the textbook form loops over windows, so its train-mode
+# BatchNorm statistics are per window by design, and the two forms agree only when there is one window.
+@pytest.mark.parametrize("name,mode", [(n, m) for m in ("eval", "train") for n in FACTORIES if (n, m) != ("CGA", "train")])
 def test_fast_path_matches_textbook_fp32(name, mode):
-    if name == "CGA" and mode == "train":
-        pytest.skip("textbook CGA loops over windows: train-mode BatchNorm statistics are per window by design")
     layer = FACTORIES[name]().train(mode == "train")
     g = torch.Generator().manual_seed(0)
     for H, W in SIZES[name]:
@@ -111,7 +110,10 @@ def test_fast_path_matches_textbook_fp32(name, mode):
 def test_cga_train_mode_same_within_a_single_window():
     """With one window per image the per-window loop and the batched windows see the same BatchNorm batch."""
     layer = cga().train()
-    assert_fast_matches_textbook(layer, torch.randn(2, 16, 7, 7))
+    # key biases before train-mode BatchNorm get gradients that are zero in exact arithmetic (a shift of all keys does
+    # not change the softmax); in fp32 they carry noise of ~1e-5 of the largest bias gradient
+    assert_fast_matches_textbook(layer, torch.randn(2, 16, 7, 7, generator=torch.Generator().manual_seed(0)),
+                                 param_tol=5e-5)
 
 
 SDPA_LAYERS = {  # equal head dims, and q/k narrower (SHSA) or wider (CGA) than v: the zero-padded SDPA inputs
