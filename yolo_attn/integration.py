@@ -159,11 +159,26 @@ def _check_args(rows: list) -> None:
                 ) from None
 
 
-def _wrap_parse_model(tasks) -> None:
-    original = tasks.parse_model
+def _patch(owner, name: str, make):
+    """Replace ``owner.name`` by ``make(original)`` once (marked, ``__wrapped__`` kept); returns the wrapper, or None
+    if it was already ours."""
+    original = getattr(owner, name)
     if getattr(original, "_yolo_attn", False):
-        return
+        return None
+    wrapper = make(original)
+    wrapper._yolo_attn = True
+    wrapper.__wrapped__ = original
+    wrapper.__doc__ = original.__doc__
+    wrapper.__name__, wrapper.__qualname__ = original.__name__, original.__qualname__
+    setattr(owner, name, wrapper)
+    return wrapper
 
+
+def _wrap_parse_model(tasks) -> None:
+    _patch(tasks, "parse_model", _checked_parse_model)
+
+
+def _checked_parse_model(original):
     def parse_model(d, ch, verbose=True):
         _autoload.flush()  # hooks of modules a circular import caught half-initialised
         rows = list(d.get("backbone", [])) + list(d.get("head", []))
@@ -182,10 +197,7 @@ def _wrap_parse_model(tasks) -> None:
                 "(YOLO_ATTN_AUTOLOAD=0 needs an explicit 'import yolo_attn', or use the 'yolo-attn' command)."
             ) from None
 
-    parse_model._yolo_attn = True
-    parse_model.__wrapped__ = original
-    parse_model.__doc__ = original.__doc__
-    tasks.parse_model = parse_model
+    return parse_model
 
 
 def _wrap_fuse(tasks) -> None:
@@ -198,19 +210,13 @@ def _wrap_fuse(tasks) -> None:
     """
     from .layers import fuse_layers
 
-    original = tasks.BaseModel.fuse
-    if getattr(original, "_yolo_attn", False):
-        return
+    def make(original):
+        def fuse(self, *args, **kwargs):
+            fuse_layers(self)
+            return original(self, *args, **kwargs)
+        return fuse
 
-    def fuse(self, *args, **kwargs):
-        fuse_layers(self)
-        return original(self, *args, **kwargs)
-
-    fuse._yolo_attn = True
-    fuse.__wrapped__ = original
-    fuse.__doc__ = original.__doc__
-    fuse.__name__ = fuse.__qualname__ = original.__name__
-    tasks.BaseModel.fuse = fuse
+    _patch(tasks.BaseModel, "fuse", make)
 
 
 _TASK_MODELS = {
@@ -252,39 +258,33 @@ def _shipped_for(path) -> Path | None:
 def _wrap_torch_safe_load(tasks) -> None:
     """Checkpoint loads (``yolo predict model=best.pt``) go through ``tasks.torch_safe_load``: a point where
     Ultralytics is fully imported, to run hooks a circular import left pending (fact 6)."""
-    original = tasks.torch_safe_load
-    if getattr(original, "_yolo_attn", False):
-        return
+    def make(original):
+        def torch_safe_load(*args, **kwargs):
+            _autoload.flush()
+            return original(*args, **kwargs)
+        return torch_safe_load
 
-    def torch_safe_load(*args, **kwargs):
-        _autoload.flush()
-        return original(*args, **kwargs)
-
-    torch_safe_load._yolo_attn = True
-    torch_safe_load.__wrapped__ = original
-    torch_safe_load.__doc__ = original.__doc__
-    tasks.torch_safe_load = torch_safe_load
+    _patch(tasks, "torch_safe_load", make)
 
 
 def _wrap_yaml_model_load(tasks) -> None:
     original = tasks.yaml_model_load
-    if getattr(original, "_yolo_attn", False):
+
+    def make(original):
+        def yaml_model_load(path):
+            _autoload.flush()
+            shipped = _shipped_for(path)
+            if shipped is None:
+                return original(path)
+            d = original(shipped)
+            d["scale"] = tasks.guess_model_scale(path)  # from the requested name, as for stock configs
+            d["yaml_file"] = str(path)
+            return d
+        return yaml_model_load
+
+    yaml_model_load = _patch(tasks, "yaml_model_load", make)
+    if yaml_model_load is None:
         return
-
-    def yaml_model_load(path):
-        _autoload.flush()
-        shipped = _shipped_for(path)
-        if shipped is None:
-            return original(path)
-        d = original(shipped)
-        d["scale"] = tasks.guess_model_scale(path)  # from the requested name, as for stock configs
-        d["yaml_file"] = str(path)
-        return d
-
-    yaml_model_load._yolo_attn = True
-    yaml_model_load.__wrapped__ = original
-    yaml_model_load.__doc__ = original.__doc__
-    tasks.yaml_model_load = yaml_model_load
     engine_model = sys.modules.get("ultralytics.engine.model")  # imported by name; rebind if already loaded
     if engine_model is not None and getattr(engine_model, "yaml_model_load", None) is original:
         engine_model.yaml_model_load = yaml_model_load
@@ -321,17 +321,6 @@ def _log(message: str) -> None:
     from ultralytics.utils import LOGGER
 
     LOGGER.info(message)
-
-
-def _patch(owner, name: str, make) -> None:
-    original = getattr(owner, name)
-    if getattr(original, "_yolo_attn", False):
-        return
-    wrapper = make(original)
-    wrapper._yolo_attn = True
-    wrapper.__wrapped__ = original
-    wrapper.__doc__ = original.__doc__
-    setattr(owner, name, wrapper)
 
 
 def _square_dataset(module) -> None:
@@ -409,33 +398,29 @@ def _wrap_load(tasks) -> None:
     Relied on (8.1.47 to 8.4.190): ``load(weights, verbose)`` takes a checkpoint dict (``ema`` else ``model``) or a
     model, and reads only the source model's state_dict, attributes and layer list; the trainer's ``pretrained=``
     and ``Model.load`` both end in it (via ``get_model(cfg, weights)``)."""
-    original = tasks.BaseModel.load
-    if getattr(original, "_yolo_attn", False):
-        return
     ours = tuple(LAYERS.values())
 
-    def load(self, weights, verbose=True):
-        source = (weights.get("ema") or weights.get("model")) if isinstance(weights, dict) else weights
-        lists = [getattr(net, "model", None) for net in ((self, source) if isinstance(source, nn.Module) else ())]
-        if any(isinstance(m, ours) for x in lists if isinstance(x, (nn.Sequential, nn.ModuleList)) for m in x):
-            from .transfer import aligned_source
+    def make(original):
+        def load(self, weights, verbose=True):
+            source = (weights.get("ema") or weights.get("model")) if isinstance(weights, dict) else weights
+            lists = [getattr(net, "model", None) for net in ((self, source) if isinstance(source, nn.Module) else ())]
+            if any(isinstance(m, ours) for x in lists if isinstance(x, (nn.Sequential, nn.ModuleList)) for m in x):
+                from .transfer import aligned_source
 
-            view = aligned_source(self, source)
-            if view is not None:
-                if verbose:
-                    from ultralytics.utils import LOGGER
+                view = aligned_source(self, source)
+                if view is not None:
+                    if verbose:
+                        from ultralytics.utils import LOGGER
 
-                    new = [f"{j} {type(self.model[j]).__name__}" for j, m in enumerate(view.model)
-                           if type(m) is nn.Module and len(self.model[j].state_dict())]
-                    LOGGER.info(f"yolo_attn: checkpoint layers paired with this model's by structure, not index "
-                                f"(new layers: {', '.join(new) or 'none'})")
-                weights = view
-        return original(self, weights, verbose)
+                        new = [f"{j} {type(self.model[j]).__name__}" for j, m in enumerate(view.model)
+                               if type(m) is nn.Module and len(self.model[j].state_dict())]
+                        LOGGER.info(f"yolo_attn: checkpoint layers paired with this model's by structure, not "
+                                    f"index (new layers: {', '.join(new) or 'none'})")
+                    weights = view
+            return original(self, weights, verbose)
+        return load
 
-    load._yolo_attn = True
-    load.__wrapped__ = original
-    load.__doc__ = original.__doc__
-    tasks.BaseModel.load = load
+    _patch(tasks.BaseModel, "load", make)
 
 
 def register() -> tuple[str, ...]:
