@@ -319,3 +319,57 @@ def test_fast_path_has_no_lasting_effect_on_copies():
         layer = copy.deepcopy(shsa()).eval()
     x = torch.randn(1, 16, 40, 40)
     assert op_log(layer, x, False).largest() < (40 * 40) ** 2 // 20
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# CPU inference in query blocks (chunked_attention)
+# ----------------------------------------------------------------------------------------------------------------------
+CHUNKED_LAYERS = {  # v wider than q/k, where SDPA would need zero-padding; CGA: the attention bias per block
+    "SHSA-v-wider": (lambda: randomize_(SHSA(16, qk_dim=4, pdim=12), 11), (2, 16, 15, 17)),
+    "CGA": (cga, (2, 16, 15, 17)),
+}
+
+
+@pytest.mark.parametrize("name", list(CHUNKED_LAYERS))
+def test_chunked_inference_matches_textbook(name, monkeypatch):
+    """Blocks of query rows (the last one partial) give the textbook's output, and no N×M matrix is built."""
+    factory, shape = CHUNKED_LAYERS[name]
+    layer = factory().eval()
+    x = torch.randn(*shape, generator=torch.Generator().manual_seed(12))
+    monkeypatch.setattr(attention, "CHUNK_BYTES", 2 * 40 * 4 * 7)  # 7 query rows of ≤ 40 keys per block, batch 2
+    called = []
+    original = attention.chunked_attention
+    monkeypatch.setattr(attention, "chunked_attention", lambda *a, **k: called.append(a[0].shape) or original(*a, **k))
+    with torch.no_grad():
+        y_fast = layer(x)
+        with textbook():
+            y_ref = layer(x)
+    assert called, "chunked path not taken"
+    assert rel_err(y_fast, y_ref) <= 1e-5
+    if name.startswith("SHSA"):  # one attention problem over all 255 tokens: blocks of 7 × 255, never 255 × 255
+        n = shape[2] * shape[3]
+        assert op_log(layer, x, True).largest() >= 2 * n * n
+        assert op_log(layer, x, False).largest() < n * n // 4  # feature maps (2×20×255) and 2×7×255 blocks
+
+
+def test_cpu_inference_picks_sdpa_or_blocks_by_padding():
+    """SDPA when q/k and v widths match (or the problem is large enough to repay the padding), blocks otherwise."""
+    def path(dqk, dv, n):
+        q, k, v = torch.randn(1, dqk, n), torch.randn(1, dqk, n), torch.randn(1, dv, n)
+        calls = []
+        sdpa, chunked = attention.sdpa_attention, attention.chunked_attention
+        try:
+            attention.sdpa_attention = lambda *a, **kw: calls.append("sdpa") or sdpa(*a, **kw)
+            attention.chunked_attention = lambda *a, **kw: calls.append("chunked") or chunked(*a, **kw)
+            with torch.no_grad():
+                out = attention.channels_first_attention(q, k, v, 0.25)
+        finally:
+            attention.sdpa_attention, attention.chunked_attention = sdpa, chunked
+        ref = attention.explicit_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), 0.25)
+        assert rel_err(out, ref.transpose(1, 2)) <= 1e-5
+        return calls or ["explicit"]
+
+    assert path(16, 16, 1600) == ["sdpa"]  # SHSA P4 of a pdim-16 model
+    assert path(16, 64, 1600) == ["chunked"]  # SHSA P4 of YOLOv8s: 4× padding does not pay at 1,600 tokens
+    assert path(16, 32, 80 * 80) == ["sdpa"]  # SHSA P3 of YOLOv8s
+    assert path(16, 64, 400) == ["explicit"]  # P5: 0.6 MB of scores, one block

@@ -236,52 +236,104 @@ def _layer_callables(layer, x, mode: str, device: str, amp):
     return step(False), step(True)
 
 
+def measure_layer(device: str, dtype_name: str, model: str, level: str, channels: int, side: int, name: str,
+                  batch: int, mode: str, min_reps: int, max_reps: int, budget_s: float,
+                  max_textbook_gb: float) -> LayerRow:
+    """One row: the layer's fast path and its textbook form, peak memory then interleaved timing."""
+    import torch
+
+    amp = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}[dtype_name]
+    torch.manual_seed(0)
+    layer = make_layer(name, channels, side, level).to(device)
+    x = torch.randn(batch, channels, side, side, device=device)
+    fast, ref = _layer_callables(layer, x, mode, device, amp)
+    est = textbook_bytes(name, channels, side, batch, mode == "train")
+    skip_ref = est > max_textbook_gb * GiB
+    fns = [fast] if skip_ref else [fast, ref]
+    peaks = [peak_bytes(f, device) for f in fns]
+    t = interleaved(fns, device, min_reps, max_reps, budget_s)
+    return LayerRow(
+        device=device, dtype=dtype_name, layer=name, model=f"yolov8{model}", level=level, channels=channels,
+        side=side, batch=batch, mode=mode, fast_s=t[0].median, fast_iqr_s=t[0].iqr, fast_peak=peaks[0],
+        textbook_s=None if skip_ref else t[1].median, textbook_iqr_s=None if skip_ref else t[1].iqr,
+        textbook_peak=None if skip_ref else peaks[1], reps=len(t[0].samples),
+        note=(f"textbook not run: its token×token matrices need ~{est / GiB:.1f} GiB "
+              f"(> --max-textbook-gb {max_textbook_gb:g})") if skip_ref else "",
+        fast_samples=t[0].samples, textbook_samples=[] if skip_ref else t[1].samples,
+    )
+
+
+KEEP_MEMORY_ENV = {"MALLOC_MMAP_THRESHOLD_": str(1 << 34), "MALLOC_TRIM_THRESHOLD_": str(1 << 34)}
+"""glibc malloc settings under which freed memory stays in the process (no mmap/munmap per large tensor), used for
+the second SHSA P3 figure: the explicit form without the cost of paging in its score matrices on every call."""
+
+
+def measure_isolated(spec: dict, env: dict | None = None) -> LayerRow:
+    """:func:`measure_layer` in a fresh interpreter, so no row inherits the allocator state earlier rows left.
+
+    ``spec`` holds measure_layer's arguments plus ``threads``; ``env`` adds environment variables for the child.
+    """
+    cmd = [sys.executable, "-c", "import sys; from yolo_attn.bench import _row_worker; _row_worker(sys.argv[1])",
+           json.dumps(spec)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **(env or {})})
+    lines = proc.stdout.strip().splitlines()
+    if proc.returncode or not lines:
+        raise RuntimeError(f"benchmark row {spec} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+    return LayerRow(**json.loads(lines[-1]))
+
+
+def _row_worker(spec_json: str) -> None:
+    """Child side of :func:`measure_isolated`: measure one row, print it as JSON on the last line."""
+    import torch
+
+    spec = json.loads(spec_json)
+    torch.set_num_threads(spec.pop("threads"))
+    print(json.dumps(asdict(measure_layer(**spec))), flush=True)
+
+
 def run_layers(devices: list[str], models: list[str], batches: list[int], modes: list[str], dtypes: dict,
                min_reps: int, max_reps: int, budget_s: float, max_textbook_gb: float, layers=LAYER_NAMES,
                log=print) -> list[LayerRow]:
-    """Every layer × shape × batch × mode × dtype on each device; fast path and textbook in the same loop."""
+    """Every layer × shape × batch × mode × dtype on each device, each row in its own fresh interpreter."""
     import torch
 
     rows = []
     for device in devices:
         for dtype_name in dtypes[device]:
-            amp = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}[dtype_name]
             for model in models:
                 for level, c, side in LAYER_SHAPES[model]:
                     for name in layers:
                         for batch in batches:
                             for mode in modes:
-                                if amp is not None and device == "cpu" and (batch != min(batches) or model != models[0]):
+                                if dtype_name != "fp32" and device == "cpu" and (batch != min(batches)
+                                                                                 or model != models[0]):
                                     continue  # CPU low-precision rows: first model, smallest batch (time budget)
-                                torch.manual_seed(0)
-                                layer = make_layer(name, c, side, level).to(device)
-                                x = torch.randn(batch, c, side, side, device=device)
-                                fast, ref = _layer_callables(layer, x, mode, device, amp)
-                                est = textbook_bytes(name, c, side, batch, mode == "train")
-                                skip_ref = est > max_textbook_gb * GiB
-                                fns = [fast] if skip_ref else [fast, ref]
-                                peaks = [peak_bytes(f, device) for f in fns]
-                                t = interleaved(fns, device, min_reps, max_reps, budget_s)
-                                row = LayerRow(
-                                    device=device, dtype=dtype_name, layer=name, model=f"yolov8{model}", level=level,
-                                    channels=c, side=side, batch=batch, mode=mode, fast_s=t[0].median,
-                                    fast_iqr_s=t[0].iqr, fast_peak=peaks[0],
-                                    textbook_s=None if skip_ref else t[1].median,
-                                    textbook_iqr_s=None if skip_ref else t[1].iqr,
-                                    textbook_peak=None if skip_ref else peaks[1], reps=len(t[0].samples),
-                                    note=(f"textbook not run: its token×token matrices need ~{est / GiB:.1f} GiB "
-                                          f"(> --max-textbook-gb {max_textbook_gb:g})") if skip_ref else "",
-                                    fast_samples=t[0].samples, textbook_samples=[] if skip_ref else t[1].samples,
-                                )
+                                row = measure_isolated(dict(
+                                    device=device, dtype_name=dtype_name, model=model, level=level, channels=c,
+                                    side=side, name=name, batch=batch, mode=mode, min_reps=min_reps,
+                                    max_reps=max_reps, budget_s=budget_s, max_textbook_gb=max_textbook_gb,
+                                    threads=torch.get_num_threads()))
                                 rows.append(row)
                                 sp = "-" if row.speedup is None else f"{row.speedup:.2f}x"
                                 log(f"  {device} {dtype_name} {name:4s} {model} {level} {c}@{side}² b{batch} "
                                     f"{mode:5s} fast {row.fast_s * 1e3:9.2f} ms  textbook "
-                                    f"{'-' if skip_ref else f'{row.textbook_s * 1e3:9.2f} ms'}  speed-up {sp}")
-                                del layer, x, fast, ref
-                                if device == "cuda":
-                                    torch.cuda.empty_cache()
+                                    f"{'-' if row.textbook_s is None else f'{row.textbook_s * 1e3:9.2f} ms'}  "
+                                    f"speed-up {sp}")
     return rows
+
+
+def run_resident(min_reps: int, max_reps: int, budget_s: float, log=print) -> LayerRow:
+    """SHSA at P3 of YOLOv8n, batch 1, inference, CPU fp32, with ``KEEP_MEMORY_ENV`` (see the targets table)."""
+    import torch
+
+    c, side = dict((lv, (ch, sd)) for lv, ch, sd in LAYER_SHAPES["n"])["P3"]
+    row = measure_isolated(dict(device="cpu", dtype_name="fp32", model="n", level="P3", channels=c, side=side,
+                                name="SHSA", batch=1, mode="infer", min_reps=min_reps, max_reps=max_reps,
+                                budget_s=budget_s, max_textbook_gb=4.0, threads=torch.get_num_threads()),
+                           env=KEEP_MEMORY_ENV)
+    log(f"  cpu fp32 SHSA n P3 {c}@{side}² b1 infer, freed memory kept by malloc: fast {row.fast_s * 1e3:.2f} ms  "
+        f"textbook {row.textbook_s * 1e3:.2f} ms  speed-up {row.speedup:.2f}x")
+    return row
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -438,7 +490,17 @@ def _pct(s, iqr) -> str:
     return "" if s is None or iqr is None or not s else f" ±{iqr / s * 50:.0f}%"
 
 
-def evaluate_targets(layer_rows: list[LayerRow], model_rows: list[ModelRow], startup: dict | None) -> list[dict]:
+NOISE_FLOOR = 0.02
+"""A row counts as slower than textbook only when its speed-up is below 1 − max(NOISE_FLOOR, the row's spread)."""
+
+
+def _spread(r: LayerRow) -> float:
+    """The larger relative half-IQR of the row's two timings."""
+    return max(r.fast_iqr_s / r.fast_s, (r.textbook_iqr_s or 0) / r.textbook_s) / 2
+
+
+def evaluate_targets(layer_rows: list[LayerRow], model_rows: list[ModelRow], startup: dict | None,
+                     resident: LayerRow | None = None) -> list[dict]:
     """The issue's targets, each with met/missed and the figures behind the verdict."""
     out = []
     cpu32 = [r for r in layer_rows if r.device == "cpu" and r.dtype == "fp32"]
@@ -455,18 +517,29 @@ def evaluate_targets(layer_rows: list[LayerRow], model_rows: list[ModelRow], sta
                     "figures": f"inference {_ms(r.fast_s)} ms vs {_ms(r.textbook_s)} ms = {_x(r.speedup)} faster; "
                                f"peak memory {_mb(r.fast_peak)} MB vs {_mb(r.textbook_peak)} MB = "
                                f"{r.mem_ratio:.3f} of textbook{extra}"})
+    if resident is not None and resident.speedup is not None:
+        r = resident
+        out.append({"target": "the same, with malloc keeping freed memory (the textbook's score "
+                              "matrices are paged in once, not on every call)",
+                    "met": r.speedup >= 5 and r.mem_ratio <= 0.25,
+                    "figures": f"inference {_ms(r.fast_s)} ms vs {_ms(r.textbook_s)} ms = {_x(r.speedup)} faster; "
+                               f"peak memory {r.mem_ratio:.3f} of textbook"})
     measured = [r for r in cpu32 if r.speedup is not None]
     if measured:
-        slower = [r for r in measured if r.speedup < 1]
+        slower = [r for r in measured if r.speedup < 1 - max(NOISE_FLOOR, _spread(r))]
+        noise = [r for r in measured if r.speedup < 1 and r not in slower]
         worst = min(measured, key=lambda r: r.speedup)
         skipped = [r for r in cpu32 if r.speedup is None]
-        figures = (f"{len(measured) - len(slower)} of {len(measured)} measured rows at or above 1.00× (median "
-                   f"speed-up {statistics.median(r.speedup for r in measured):.2f}×, lowest {_x(worst.speedup)}: "
-                   f"{worst.layer} {worst.model} {worst.level} b{worst.batch} {worst.mode})")
+        label = lambda r: (f"{r.layer} {r.model} {r.level} b{r.batch} {r.mode} {_x(r.speedup)} "  # noqa: E731
+                           f"(spread ±{_spread(r) * 100:.0f}%)")
+        figures = (f"{len(measured) - len(slower) - len(noise)} of {len(measured)} measured rows at or above 1.00× "
+                   f"(median speed-up {statistics.median(r.speedup for r in measured):.2f}×, lowest "
+                   f"{_x(worst.speedup)}: {worst.layer} {worst.model} {worst.level} b{worst.batch} {worst.mode})")
+        if noise:
+            figures += (f"; below 1.00× by less than the measurement noise (max of {NOISE_FLOOR:.0%} and the row's "
+                        f"spread): " + ", ".join(label(r) for r in noise))
         if slower:
-            figures += "; slower: " + ", ".join(
-                f"{r.layer} {r.model} {r.level} b{r.batch} {r.mode} {_x(r.speedup)} (spread ±"
-                f"{max(r.fast_iqr_s / r.fast_s, (r.textbook_iqr_s or 0) / r.textbook_s) * 50:.0f}%)" for r in slower)
+            figures += "; slower: " + ", ".join(label(r) for r in slower)
         if skipped:
             figures += (f"; {len(skipped)} rows without a textbook figure (token×token matrices too large to run, "
                         f"see the table)")
@@ -528,7 +601,16 @@ def write_report(path: Path, meta: dict, layer_rows, model_rows, startup, target
           f"fast and textbook alternately (so load drifts hit both alike): at least {meta['min_reps']} rounds, up to "
           f"{meta['max_reps']}, stopping after {meta['budget_s']:g} s. Table figures are medians; ± is half the "
           "interquartile range (min–max below 4 samples) relative to the median. Raw samples: "
-          f"`{meta['json']}`.",
+          f"`{meta['json']}`. A row counts as slower than textbook only when its speed-up is below 1 by more than "
+          f"the larger of {NOISE_FLOOR:.0%} and its spread; rows below 1.00× within that are listed as noise.",
+          "- **Isolation**: every layer row runs in its own fresh interpreter. The explicit (textbook) forms allocate "
+          "score matrices far above glibc's mmap threshold, so in a default process every call maps fresh memory "
+          "and page-faults it in — SHSA at P3 of YOLOv8n: three 164 MB matrices, ~122,000 minor faults per call, "
+          "more than half of the textbook's time. Whether later allocations reuse that memory depends on what the "
+          "process allocated before (in one long process the same textbook row measured anywhere from 60 to 200 ms "
+          "depending on the rows before it), so no row inherits another's allocator state. The SHSA P3 target is "
+          "also measured with malloc keeping freed memory (`MALLOC_MMAP_THRESHOLD_` and `MALLOC_TRIM_THRESHOLD_` "
+          "set to 16 GiB: the matrices are paged in once), which shows the arithmetic alone.",
           "- **Peak memory**: bytes allocated during one call beyond what existed before it (inputs and parameters "
           "excluded; every temporary, saved activation and gradient included). CPU: running sum of the allocator "
           "events recorded by `torch.profiler` with `profile_memory=True`, maximised; CUDA: "
@@ -665,11 +747,13 @@ def main(argv: list[str] | None = None) -> int:
         args.max_textbook_gb = 1.0 if args.quick else 4.0
     t0 = time.perf_counter()
     log = lambda s: print(s, flush=True)  # noqa: E731
-    layer_rows, model_rows, startup = [], [], None
+    layer_rows, model_rows, startup, resident = [], [], None, None
     if "layers" not in skip:
         log("layers (fast path vs textbook):")
         layer_rows = run_layers(devices, cfg["models"], cfg["batches"], ["infer", "train"], cfg["dtypes"],
                                 cfg["min_reps"], cfg["max_reps"], cfg["budget_s"], args.max_textbook_gb, log=log)
+        if "cpu" in devices:
+            resident = run_resident(cfg["min_reps"], cfg["max_reps"], cfg["budget_s"], log=log)
     if "models" not in skip:
         log("models (after-SPPF configs vs stock YOLOv8n, fused, 640):")
         model_rows = run_models(devices, 640, cfg["m_min"], cfg["m_max"], cfg["m_budget"], cfg["tp_batch"],
@@ -677,7 +761,7 @@ def main(argv: list[str] | None = None) -> int:
     if "startup" not in skip:
         log("start-up:")
         startup = run_startup(cfg["su_reps"], log=log)
-    targets = evaluate_targets(layer_rows, model_rows, startup)
+    targets = evaluate_targets(layer_rows, model_rows, startup, resident)
     import ultralytics
 
     meta = {
@@ -696,7 +780,8 @@ def main(argv: list[str] | None = None) -> int:
     write_report(out, meta, layer_rows, model_rows, startup, targets, plot_path)
     js.parent.mkdir(parents=True, exist_ok=True)
     js.write_text(json.dumps({"meta": meta, "targets": targets, "layers": [asdict(r) for r in layer_rows],
-                              "models": [asdict(r) for r in model_rows], "startup": startup}, indent=1))
+                              "models": [asdict(r) for r in model_rows], "startup": startup,
+                              "shsa_p3_resident": None if resident is None else asdict(resident)}, indent=1))
     log(f"\nwrote {out}, {plot_path or '(no plot)'}, {js} in {meta['wall_s'] / 60:.1f} min")
     for t in targets:
         log(f"  [{'met' if t['met'] else 'MISSED'}] {t['target']}: {t['figures']}")

@@ -14,6 +14,14 @@ dominates, and the explicit form under ``torch.jit.trace`` (ONNX export maps it 
 with autograd recording, moderate problems stay explicit (``CPU_GRAD_EXPLICIT_MAX_BYTES``): the fused CPU backward
 is the slow part there.
 
+CPU inference adds a third form, ``chunked_attention``: the explicit math over blocks of query rows whose scores fit
+in ``CHUNK_BYTES``, written into two buffers reused for every block. It is used for channels-first problems whose
+score matrices exceed one block but for which SDPA does not pay off — the q/k vs v head-dim mismatch that SDPA has to
+zero-pad away (``_sdpa_pays_off``), e.g. SHSA at P4 of YOLOv8s (1,600 tokens, 16-dim q/k, 64-dim v). A whole N×M
+matrix above glibc's mmap threshold is fresh memory on every call, and paging it in can cost more than the
+arithmetic (1,600² scores, 2 cores: ~8.7 ms explicit in a fresh process, ~3 ms once the allocator keeps the memory);
+the blocks stay cache-sized and allocated once per call, so the chunked form is not at the mercy of the allocator.
+
 Textbook switch: inside ``with textbook():`` every layer of this package runs its plain, unoptimised formulation —
 explicit attention matrices (SHSA, CGA), a Python loop over CGA's windows, FLA in the quadratic order
 (φ(q)φ(k)ᵀ first), LSKA with the official defensive ``clone()``. The benchmark (``yolo-attn bench``) and the tests
@@ -35,6 +43,8 @@ __all__ = [
     "channels_first_attention",
     "SDPA_MIN_PAIRS",
     "CPU_GRAD_EXPLICIT_MAX_BYTES",
+    "CHUNK_BYTES",
+    "chunked_attention",
     "textbook",
     "textbook_enabled",
 ]
@@ -49,6 +59,9 @@ CPU_GRAD_EXPLICIT_MAX_BYTES = 256 * 1024 * 1024
 explicit form even past ``SDPA_MIN_PAIRS``: torch's fused CPU attention *backward* is slower than the explicit one
 for small head dims (16-dim q/k at 6,400 tokens, 2 cores: forward + backward ~1.6× the explicit time, while the
 forward alone is ~7× faster). Larger problems (e.g. batch 16 at P3) still go through SDPA to keep memory bounded."""
+
+CHUNK_BYTES = 4 * 1024 * 1024
+"""Score bytes per query block of :func:`chunked_attention` (all batch entries together); about one L2/L3 slice."""
 
 _TEXTBOOK = False
 
@@ -106,13 +119,28 @@ def sdpa_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: flo
     return out[..., :dv] if dqk > dv else out
 
 
+def _records_grad(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> bool:
+    return torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad)
+
+
 def _use_sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, n: int, m: int, batch: int) -> bool:
     """Whether SDPA pays off for ``batch`` problems of ``n`` queries × ``m`` keys (see the two thresholds above)."""
     if n * m < SDPA_MIN_PAIRS:
         return False
-    if q.device.type == "cpu" and torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad):
+    if q.device.type == "cpu" and _records_grad(q, k, v):
         return batch * n * m * 4 > CPU_GRAD_EXPLICIT_MAX_BYTES
     return True
+
+
+def _sdpa_pays_off(dqk: int, dv: int, n: int, m: int) -> bool:
+    """CPU inference: SDPA against :func:`chunked_attention`, given the zero-padding it needs.
+
+    Padding the narrower side to the wider multiplies SDPA's work by the ratio r of the head dims; measured on 2 CPU
+    cores it wins from ``SDPA_MIN_PAIRS · r²`` pairs on (16-dim q/k: 6,400 tokens with 16- or 32-dim v, 1,600 tokens
+    with 16-dim v), and the chunked form below that (1,600 tokens with 32- or 64-dim v: 5.2 vs 8.1 ms at 64).
+    """
+    r = max(dqk, dv) / max(min(dqk, dv), 1)
+    return n * m >= SDPA_MIN_PAIRS * r * r
 
 
 def softmax_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float, bias=None) -> torch.Tensor:
@@ -142,7 +170,13 @@ def channels_first_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, 
     """
     if _TEXTBOOK or torch.jit.is_tracing():
         return explicit_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), scale, bias).transpose(1, 2)
-    if _use_sdpa(q, k, v, q.shape[-1], k.shape[-1], q.shape[0]):
+    (B, dqk, n), m = q.shape, k.shape[-1]
+    if q.device.type == "cpu" and not _records_grad(q, k, v):  # CPU inference: SDPA or query blocks
+        if n * m >= SDPA_MIN_PAIRS and _sdpa_pays_off(dqk, v.shape[1], n, m):
+            return sdpa_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), scale, bias).transpose(1, 2)
+        if B * n * m * q.element_size() > CHUNK_BYTES:
+            return chunked_attention(q, k, v, scale, bias)
+    elif _use_sdpa(q, k, v, n, m, B):
         return sdpa_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), scale, bias).transpose(1, 2)
     qt = q.transpose(1, 2)
     if bias is None:
@@ -152,3 +186,37 @@ def channels_first_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, 
         attn = torch.baddbmm(bias.expand(q.shape[0], *bias.shape[-2:]), qt, k, alpha=scale)
     # (attn @ vᵀ)ᵀ rather than v @ attnᵀ: the N×M matrix is never read transposed (its gradient neither)
     return torch.bmm(attn.softmax(dim=-1), v.transpose(1, 2)).transpose(1, 2)
+
+
+def chunked_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float, bias=None,
+                      block_bytes: int | None = None) -> torch.Tensor:
+    """:func:`channels_first_attention`'s math over blocks of query rows, for inference (no autograd graph).
+
+    Args:
+        q: (B, d, N), k: (B, d, M), v: (B, dv, M) channels-first tokens.
+        scale: multiplier of the dot products.
+        bias: optional additive bias broadcastable to (B, N, M).
+        block_bytes: score bytes per block, all batch entries together (default ``CHUNK_BYTES``).
+
+    Returns:
+        (B, dv, N). Each block is ``softmax(scale · q_blockᵀ k + bias_block) @ vᵀ``, exactly the rows of the full
+        product: softmax is per query row, so splitting the rows changes nothing but the memory held.
+    """
+    (B, _, n), m = q.shape, k.shape[-1]
+    rows = max(1, min(n, (block_bytes or CHUNK_BYTES) // max(B * m * q.element_size(), 1)))
+    qt, vt = q.transpose(1, 2), v.transpose(1, 2)  # (B, N, d), (B, M, dv): read in place by BLAS
+    out = torch.empty(B, n, v.shape[1], dtype=q.dtype, device=q.device)
+    scores = torch.empty(B, rows, m, dtype=q.dtype, device=q.device)
+    probs = torch.empty_like(scores)
+    if bias is not None:
+        bias = bias.to(q.dtype).expand(B, n, m)
+    for i in range(0, n, rows):
+        j = min(n, i + rows)
+        s, p = scores[:, : j - i], probs[:, : j - i]  # (B, rows, M)
+        if bias is None:
+            torch.bmm(qt[:, i:j], k, out=s).mul_(scale)
+        else:
+            torch.baddbmm(bias[:, i:j], qt[:, i:j], k, alpha=scale, out=s)
+        torch.softmax(s, dim=-1, out=p)
+        torch.bmm(p, vt, out=out[:, i:j])
+    return out.transpose(1, 2)
