@@ -337,6 +337,7 @@ def test_chunked_inference_matches_textbook(name, monkeypatch):
     layer = factory().eval()
     x = torch.randn(*shape, generator=torch.Generator().manual_seed(12))
     monkeypatch.setattr(attention, "CHUNK_BYTES", 2 * 40 * 4 * 7)  # 7 query rows of ≤ 40 keys per block, batch 2
+    # (CGA: 49 × 49 scores per window > 2,240 bytes, so its windows go through blocks too)
     called = []
     original = attention.chunked_attention
     monkeypatch.setattr(attention, "chunked_attention", lambda *a, **k: called.append(a[0].shape) or original(*a, **k))
@@ -373,3 +374,15 @@ def test_cpu_inference_picks_sdpa_or_blocks_by_padding():
     assert path(16, 64, 1600) == ["chunked"]  # SHSA P4 of YOLOv8s: 4× padding does not pay at 1,600 tokens
     assert path(16, 32, 80 * 80) == ["sdpa"]  # SHSA P3 of YOLOv8s
     assert path(16, 64, 400) == ["explicit"]  # P5: 0.6 MB of scores, one block
+
+    def cga_path(batch):
+        q, k, v = torch.randn(batch, 16, 49), torch.randn(batch, 16, 49), torch.randn(batch, 64, 49)
+        with torch.no_grad():
+            chunked = attention.chunked_attention
+            try:
+                attention.chunked_attention = None  # would raise if called
+                return attention.channels_first_attention(q, k, v, 0.25, torch.randn(49, 49)).shape
+            finally:
+                attention.chunked_attention = chunked
+
+    assert cga_path(2304) == (2304, 64, 49)  # CGA at P3, batch 16: 22 MB of 7×7-window scores, one baddbmm

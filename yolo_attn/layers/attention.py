@@ -15,8 +15,9 @@ with autograd recording, moderate problems stay explicit (``CPU_GRAD_EXPLICIT_MA
 is the slow part there.
 
 CPU inference adds a third form, ``chunked_attention``: the explicit math over blocks of query rows whose scores fit
-in ``CHUNK_BYTES``, written into two buffers reused for every block. It is used for channels-first problems whose
-score matrices exceed one block but for which SDPA does not pay off — the q/k vs v head-dim mismatch that SDPA has to
+in ``CHUNK_BYTES``, written into two buffers reused for every block. It is used for channels-first problems each of
+whose score matrices exceeds one block (not for CGA's thousands of 49×49 window problems, which one ``baddbmm``
+handles best) but for which SDPA does not pay off — the q/k vs v head-dim mismatch that SDPA has to
 zero-pad away (``_sdpa_pays_off``), e.g. SHSA at P4 of YOLOv8s (1,600 tokens, 16-dim q/k, 64-dim v). A whole N×M
 matrix above glibc's mmap threshold is fresh memory on every call, and paging it in can cost more than the
 arithmetic (1,600² scores, 2 cores: ~8.7 ms explicit in a fresh process, ~3 ms once the allocator keeps the memory);
@@ -174,7 +175,7 @@ def channels_first_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, 
     if q.device.type == "cpu" and not _records_grad(q, k, v):  # CPU inference: SDPA or query blocks
         if n * m >= SDPA_MIN_PAIRS and _sdpa_pays_off(dqk, v.shape[1], n, m):
             return sdpa_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), scale, bias).transpose(1, 2)
-        if B * n * m * q.element_size() > CHUNK_BYTES:
+        if n * m * q.element_size() > CHUNK_BYTES:  # one problem's scores exceed a block (not: many small ones)
             return chunked_attention(q, k, v, scale, bias)
     elif _use_sdpa(q, k, v, n, m, B):
         return sdpa_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), scale, bias).transpose(1, 2)
