@@ -1,6 +1,6 @@
 """``yolo-attn bench``: layer and model benchmarks; writes BENCHMARKS.md, a latency plot and the raw figures.
 
-    yolo-attn bench            # full run (~8 min on 2 CPU cores): BENCHMARKS.md, benchmarks/latency.png, .json
+    yolo-attn bench            # full run (~15 min on 2 CPU cores): BENCHMARKS.md, benchmarks/latency.png, .json
     yolo-attn bench --quick    # smoke run (~1 min): YOLOv8n shapes, batch 1, few repeats
 
 Layers: each layer at the P3/P4/P5 shapes of YOLOv8n and YOLOv8s at 640, batch 1 and 16, inference (eval, no_grad;
@@ -740,7 +740,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = dict(models=["n"], batches=[1], min_reps=2, max_reps=5, budget_s=0.3, m_min=3, m_max=5, m_budget=2.0,
                    tp_batch=1, tp_reps=0, su_reps=3, dtypes={"cpu": ["fp32"], "cuda": ["fp32", "fp16"]})
     else:
-        cfg = dict(models=["n", "s"], batches=[1, 16], min_reps=3, max_reps=11, budget_s=1.0, m_min=10, m_max=40,
+        cfg = dict(models=["n", "s"], batches=[1, 16], min_reps=5, max_reps=11, budget_s=1.5, m_min=10, m_max=40,
                    m_budget=25.0, tp_batch=8, tp_reps=3, su_reps=7,
                    dtypes={"cpu": ["fp32", "bf16"], "cuda": ["fp32", "fp16"]})
     if args.max_textbook_gb is None:
