@@ -8,8 +8,7 @@ Two formulations of the same math:
   kernels that never hold the whole score matrix (memory linear in tokens); an attention bias goes in as an
   additive ``attn_mask`` (and receives its gradient through it).
 
-``softmax_attention`` and ``channels_first_attention`` pick between them: SDPA from ``SDPA_MIN_PAIRS`` query×key
-pairs on, a leaner explicit form (scale and bias fused into one ``baddbmm``) below it, where SDPA's set-up cost
+``channels_first_attention`` picks between them: SDPA from ``SDPA_MIN_PAIRS`` query×key pairs on, a leaner explicit form (scale and bias fused into one ``baddbmm``) below it, where SDPA's set-up cost
 dominates, and the explicit form under ``torch.jit.trace`` (ONNX export maps it to plain MatMul/Softmax). On CPU
 with autograd recording, moderate problems stay explicit (``CPU_GRAD_EXPLICIT_MAX_BYTES``): the fused CPU backward
 is the slow part there.
@@ -18,7 +17,7 @@ CPU inference adds a third form, ``chunked_attention``: the explicit math over b
 in ``CHUNK_BYTES``, written into two buffers reused for every block. It is used for channels-first problems each of
 whose score matrices exceeds one block (not for CGA's thousands of 49×49 window problems, which one ``baddbmm``
 handles best) but for which SDPA does not pay off — the q/k vs v head-dim mismatch that SDPA has to
-zero-pad away (``_sdpa_pays_off``), e.g. SHSA at P4 of YOLOv8s (1,600 tokens, 16-dim q/k, 64-dim v). A whole N×M
+zero-pad away (``_use_sdpa``), e.g. SHSA at P4 of YOLOv8s (1,600 tokens, 16-dim q/k, 64-dim v). A whole N×M
 matrix above glibc's mmap threshold is fresh memory on every call, and paging it in can cost more than the
 arithmetic (1,600² scores, 2 cores: ~8.7 ms explicit in a fresh process, ~3 ms once the allocator keeps the memory);
 the blocks stay cache-sized and allocated once per call, so the chunked form is not at the mercy of the allocator.
@@ -40,7 +39,6 @@ import torch.nn.functional as F
 __all__ = [
     "explicit_attention",
     "sdpa_attention",
-    "softmax_attention",
     "channels_first_attention",
     "SDPA_MIN_PAIRS",
     "CPU_GRAD_EXPLICIT_MAX_BYTES",
@@ -124,32 +122,24 @@ def _records_grad(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> bool:
     return torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad)
 
 
-def _use_sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, n: int, m: int, batch: int) -> bool:
-    """Whether SDPA pays off for ``batch`` problems of ``n`` queries × ``m`` keys (see the two thresholds above)."""
+def _use_sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> bool:
+    """Whether SDPA pays off for channels-first ``q`` (B, d, N), ``k`` (B, d, M), ``v`` (B, dv, M).
+
+    From ``SDPA_MIN_PAIRS`` pairs on, except on CPU: with autograd recording, up to ``CPU_GRAD_EXPLICIT_MAX_BYTES``
+    of scores; in inference, where q/k and v widths differ, until the problem repays the zero-padding. Padding the
+    narrower side to the wider multiplies SDPA's work by the ratio r of the head dims; measured on 2 CPU cores it wins
+    from ``SDPA_MIN_PAIRS · r²`` pairs on (16-dim q/k: 6,400 tokens with 16- or 32-dim v, 1,600 tokens with 16-dim
+    v), and :func:`chunked_attention` below that (1,600 tokens with 32- or 64-dim v: 5.2 vs 8.1 ms at 64).
+    """
+    (batch, dqk, n), m, dv = q.shape, k.shape[-1], v.shape[1]
     if n * m < SDPA_MIN_PAIRS:
         return False
-    if q.device.type == "cpu" and _records_grad(q, k, v):
+    if q.device.type != "cpu":
+        return True
+    if _records_grad(q, k, v):
         return batch * n * m * 4 > CPU_GRAD_EXPLICIT_MAX_BYTES
-    return True
-
-
-def _sdpa_pays_off(dqk: int, dv: int, n: int, m: int) -> bool:
-    """CPU inference: SDPA against :func:`chunked_attention`, given the zero-padding it needs.
-
-    Padding the narrower side to the wider multiplies SDPA's work by the ratio r of the head dims; measured on 2 CPU
-    cores it wins from ``SDPA_MIN_PAIRS · r²`` pairs on (16-dim q/k: 6,400 tokens with 16- or 32-dim v, 1,600 tokens
-    with 16-dim v), and the chunked form below that (1,600 tokens with 32- or 64-dim v: 5.2 vs 8.1 ms at 64).
-    """
     r = max(dqk, dv) / max(min(dqk, dv), 1)
     return n * m >= SDPA_MIN_PAIRS * r * r
-
-
-def softmax_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float, bias=None) -> torch.Tensor:
-    """Dispatch to the cheaper of the two formulations (see module docstring); textbook form inside ``textbook()``."""
-    if _TEXTBOOK or torch.jit.is_tracing() or not _use_sdpa(q, k, v, q.shape[-2], k.shape[-2],
-                                                                   q.numel() // max(q.shape[-2] * q.shape[-1], 1)):
-        return explicit_attention(q, k, v, scale, bias)
-    return sdpa_attention(q, k, v, scale, bias)
 
 
 def channels_first_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float,
@@ -165,26 +155,24 @@ def channels_first_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, 
         (B, dv, N), equal to ``explicit_attention(qᵀ, kᵀ, vᵀ, scale, bias)ᵀ``.
 
     Small problems: ``baddbmm`` computes ``bias + scale · qᵀk`` in one kernel; BLAS reads the transposed token
-    operands in place, and the result comes back as a transposed view (no copy here). Large problems (≥ SDPA_MIN_PAIRS
-    pairs) go through SDPA, which needs token-major contiguous inputs; the textbook switch and tracing fall back to
-    :func:`explicit_attention`.
+    operands in place, and the result comes back as a transposed view (no copy here). Large problems (see
+    :func:`_use_sdpa`) go through SDPA, which needs token-major contiguous inputs; CPU inference whose score matrix
+    per problem exceeds ``CHUNK_BYTES`` otherwise goes through :func:`chunked_attention`. The textbook switch and
+    tracing fall back to :func:`explicit_attention`.
     """
     if _TEXTBOOK or torch.jit.is_tracing():
         return explicit_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), scale, bias).transpose(1, 2)
-    (B, dqk, n), m = q.shape, k.shape[-1]
-    if q.device.type == "cpu" and not _records_grad(q, k, v):  # CPU inference: SDPA or query blocks
-        if n * m >= SDPA_MIN_PAIRS and _sdpa_pays_off(dqk, v.shape[1], n, m):
-            return sdpa_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), scale, bias).transpose(1, 2)
-        if n * m * q.element_size() > CHUNK_BYTES:  # one problem's scores exceed a block (not: many small ones)
-            return chunked_attention(q, k, v, scale, bias)
-    elif _use_sdpa(q, k, v, n, m, B):
+    if _use_sdpa(q, k, v):
         return sdpa_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), scale, bias).transpose(1, 2)
+    (B, _, n), m = q.shape, k.shape[-1]
+    if q.device.type == "cpu" and not _records_grad(q, k, v) and n * m * q.element_size() > CHUNK_BYTES:
+        return chunked_attention(q, k, v, scale, bias)  # one problem's scores exceed a block (not: many small ones)
     qt = q.transpose(1, 2)
     if bias is None:
         attn = torch.bmm(qt, k).mul_(scale)  # bmm does not keep its output for backward: in place is safe
     else:
         bias = bias.to(q.dtype)
-        attn = torch.baddbmm(bias.expand(q.shape[0], *bias.shape[-2:]), qt, k, alpha=scale)
+        attn = torch.baddbmm(bias.expand(B, *bias.shape[-2:]), qt, k, alpha=scale)
     # (attn @ vᵀ)ᵀ rather than v @ attnᵀ: the N×M matrix is never read transposed (its gradient neither)
     return torch.bmm(attn.softmax(dim=-1), v.transpose(1, 2)).transpose(1, 2)
 
