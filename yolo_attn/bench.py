@@ -277,15 +277,12 @@ the second SHSA P3 figure: the explicit form without the cost of paging in its s
 def measure_isolated(spec: dict, env: dict | None = None) -> LayerRow:
     """:func:`measure_layer` in a fresh interpreter, so no row inherits the allocator state earlier rows left.
 
-    ``spec`` holds measure_layer's arguments plus ``threads``; ``env`` adds environment variables for the child.
+    ``spec`` holds measure_layer's arguments plus ``threads`` (see :func:`_row_spec`); ``env`` adds environment
+    variables for the child.
     """
-    cmd = [sys.executable, "-c", "import sys; from yolo_attn.bench import _row_worker; _row_worker(sys.argv[1])",
-           json.dumps(spec)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **(env or {})})
-    lines = proc.stdout.strip().splitlines()
-    if proc.returncode or not lines:
-        raise RuntimeError(f"benchmark row {spec} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
-    return LayerRow(**json.loads(lines[-1]))
+    out = _py_last_line("import sys; from yolo_attn.bench import _row_worker; _row_worker(sys.argv[1])",
+                        {**os.environ, **(env or {})}, args=(json.dumps(spec),))
+    return LayerRow(**json.loads(out))
 
 
 def _row_worker(spec_json: str) -> None:
@@ -297,52 +294,54 @@ def _row_worker(spec_json: str) -> None:
     print(json.dumps(asdict(measure_layer(**spec))), flush=True)
 
 
+def _row_spec(device: str, dtype_name: str, model: str, level: str, name: str, batch: int, mode: str,
+              timing: dict) -> dict:
+    """:func:`measure_isolated`'s spec for one row; ``timing``: min_reps, max_reps, budget_s, max_textbook_gb."""
+    import torch
+
+    c, side = next((c, side) for lv, c, side in LAYER_SHAPES[model] if lv == level)
+    return dict(device=device, dtype_name=dtype_name, model=model, level=level, channels=c, side=side, name=name,
+                batch=batch, mode=mode, threads=torch.get_num_threads(), **timing)
+
+
+def _row_line(row: LayerRow) -> str:
+    """One progress line: the row's figures, and its re-runs if any."""
+    sp = "-" if row.speedup is None else f"{row.speedup:.2f}x"
+    if row.rechecks:
+        sp += " (re-runs " + ", ".join(f"{r:.2f}x" for r in row.rechecks) + ")"
+    return (f"  {row.device} {row.dtype} {row.layer:4s} {row.model[-1]} {row.level} {row.channels}@{row.side}² "
+            f"b{row.batch} {row.mode:5s} fast {row.fast_s * 1e3:9.2f} ms  textbook "
+            f"{'-' if row.textbook_s is None else f'{row.textbook_s * 1e3:9.2f} ms'}  speed-up {sp}")
+
+
 def run_layers(devices: list[str], models: list[str], batches: list[int], modes: list[str], dtypes: dict,
                min_reps: int, max_reps: int, budget_s: float, max_textbook_gb: float, layers=LAYER_NAMES,
                log=print) -> list[LayerRow]:
-    """Every layer × shape × batch × mode × dtype on each device, each row in its own fresh interpreter."""
-    import torch
+    """Every layer × shape × batch × mode × dtype on each device, each row in its own fresh interpreter.
 
+    CPU low-precision rows only for the first model and the smallest batch (time budget).
+    """
+    timing = dict(min_reps=min_reps, max_reps=max_reps, budget_s=budget_s, max_textbook_gb=max_textbook_gb)
+    grid = [(device, dtype_name, model, level, name, batch, mode)
+            for device in devices for dtype_name in dtypes[device] for model in models
+            for level, _, _ in LAYER_SHAPES[model] for name in layers for batch in batches for mode in modes
+            if dtype_name == "fp32" or device != "cpu" or (batch == min(batches) and model == models[0])]
     rows = []
-    for device in devices:
-        for dtype_name in dtypes[device]:
-            for model in models:
-                for level, c, side in LAYER_SHAPES[model]:
-                    for name in layers:
-                        for batch in batches:
-                            for mode in modes:
-                                if dtype_name != "fp32" and device == "cpu" and (batch != min(batches)
-                                                                                 or model != models[0]):
-                                    continue  # CPU low-precision rows: first model, smallest batch (time budget)
-                                spec = dict(device=device, dtype_name=dtype_name, model=model, level=level,
-                                            channels=c, side=side, name=name, batch=batch, mode=mode,
-                                            min_reps=min_reps, max_reps=max_reps, budget_s=budget_s,
-                                            max_textbook_gb=max_textbook_gb, threads=torch.get_num_threads())
-                                row = measure_isolated(spec)
-                                if device == "cpu" and dtype_name == "fp32" and _below_noise(row):  # re-run afresh
-                                    row.rechecks = [measure_isolated(spec).speedup for _ in range(RECHECKS)]
-                                rows.append(row)
-                                sp = "-" if row.speedup is None else f"{row.speedup:.2f}x"
-                                if row.rechecks:
-                                    sp += " (re-runs " + ", ".join(f"{r:.2f}x" for r in row.rechecks) + ")"
-                                log(f"  {device} {dtype_name} {name:4s} {model} {level} {c}@{side}² b{batch} "
-                                    f"{mode:5s} fast {row.fast_s * 1e3:9.2f} ms  textbook "
-                                    f"{'-' if row.textbook_s is None else f'{row.textbook_s * 1e3:9.2f} ms'}  "
-                                    f"speed-up {sp}")
+    for device, dtype_name, *rest in grid:
+        spec = _row_spec(device, dtype_name, *rest, timing)
+        row = measure_isolated(spec)
+        if device == "cpu" and dtype_name == "fp32" and _below_noise(row):  # confirm or refute afresh
+            row.rechecks = [measure_isolated(spec).speedup for _ in range(RECHECKS)]
+        rows.append(row)
+        log(_row_line(row))
     return rows
 
 
 def run_resident(min_reps: int, max_reps: int, budget_s: float, log=print) -> LayerRow:
     """SHSA at P3 of YOLOv8n, batch 1, inference, CPU fp32, with ``KEEP_MEMORY_ENV`` (see the targets table)."""
-    import torch
-
-    c, side = dict((lv, (ch, sd)) for lv, ch, sd in LAYER_SHAPES["n"])["P3"]
-    row = measure_isolated(dict(device="cpu", dtype_name="fp32", model="n", level="P3", channels=c, side=side,
-                                name="SHSA", batch=1, mode="infer", min_reps=min_reps, max_reps=max_reps,
-                                budget_s=budget_s, max_textbook_gb=4.0, threads=torch.get_num_threads()),
-                           env=KEEP_MEMORY_ENV)
-    log(f"  cpu fp32 SHSA n P3 {c}@{side}² b1 infer, freed memory kept by malloc: fast {row.fast_s * 1e3:.2f} ms  "
-        f"textbook {row.textbook_s * 1e3:.2f} ms  speed-up {row.speedup:.2f}x")
+    timing = dict(min_reps=min_reps, max_reps=max_reps, budget_s=budget_s, max_textbook_gb=4.0)
+    row = measure_isolated(_row_spec("cpu", "fp32", "n", "P3", "SHSA", 1, "infer", timing), env=KEEP_MEMORY_ENV)
+    log(_row_line(row) + ", freed memory kept by malloc")
     return row
 
 
@@ -442,9 +441,18 @@ sys.stdout.write(repr(time.perf_counter() - t))
 """
 
 
+def _py_last_line(code: str, env: dict, flags=(), args=()) -> str:
+    """Run ``code`` in a fresh interpreter; the last line it printed (its result), or an error with its stderr."""
+    proc = subprocess.run([sys.executable, *flags, "-c", code, *args], env=env, capture_output=True, text=True)
+    lines = proc.stdout.strip().splitlines()
+    if proc.returncode or not lines:
+        raise RuntimeError(f"benchmark child {code.strip()[:80]!r} {' '.join(args)[:200]} failed "
+                           f"(exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+    return lines[-1]
+
+
 def _py(code: str, env: dict, flags=()) -> float:
-    out = subprocess.run([sys.executable, *flags, "-c", code], env=env, capture_output=True, text=True, check=True)
-    return float(out.stdout.strip().splitlines()[-1])
+    return float(_py_last_line(code, env, flags))
 
 
 def run_startup(reps: int, log=print) -> dict:
