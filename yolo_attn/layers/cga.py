@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._checks import LayerArgumentError, check_divisible, check_int, check_odd_kernel
-from .attention import channels_first_attention, explicit_attention, textbook_enabled
+from .attention import channels_first_attention, textbook_enabled
 from .conv_bn import ConvBN
 
 __all__ = ["CGA", "CascadedGroupAttention", "LocalWindowAttention"]
@@ -65,18 +65,19 @@ def relative_offset_index(h: int, w: int, resolution: int, device=None) -> torch
     return idx.reshape(h * w, h * w)
 
 
-def _attend(fn, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float, bias) -> torch.Tensor:
-    """``fn(q, k, v, scale, bias)``, in float32 when q is float16: the scores of large activations overflow fp16
+def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float, bias) -> torch.Tensor:
+    """:func:`channels_first_attention` (explicit token-major form inside ``textbook()``), in float32 when q is
+    float16: the scores of large activations overflow fp16
     (|q·k| > 65504 gave inf, then NaN after softmax, for inputs ×100); the result has q's dtype."""
     if q.dtype != torch.float16:
-        return fn(q, k, v, scale, bias)
+        return channels_first_attention(q, k, v, scale, bias)
     device = q.device.type
     try:  # autocast would cast the products back to fp16
         ctx = torch.autocast(device, enabled=False)
     except RuntimeError:  # a device type without autocast (meta)
         ctx = contextlib.nullcontext()
     with ctx:
-        return fn(q.float(), k.float(), v.float(), scale, bias).to(q.dtype)
+        return channels_first_attention(q.float(), k.float(), v.float(), scale, bias).to(q.dtype)
 
 
 @lru_cache(maxsize=64)
@@ -123,8 +124,7 @@ class CascadedGroupAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, C, H, W = x.shape  # one window per batch entry, H, W <= resolution
-        textbook = textbook_enabled()
-        if textbook or torch.jit.is_tracing():
+        if textbook_enabled() or torch.jit.is_tracing():
             idx = relative_offset_index(H, W, self.resolution, x.device)
         else:
             idx = _cached_offset_index(H, W, self.resolution, x.device)
@@ -137,13 +137,8 @@ class CascadedGroupAttention(nn.Module):
                 feat = feat + chunks[i]
             q, k, v = qkv(feat).split([self.key_dim, self.key_dim, self.d], dim=1)
             q = dw(q)
-            if textbook:  # the official token-major form
-                q, k, v = (t.flatten(2).transpose(1, 2) for t in (q, k, v))  # (B, N, key_dim | d)
-                feat = _attend(explicit_attention, q, k, v, self.scale, bias[i])  # (B, N, d)
-                feat = feat.transpose(1, 2).reshape(B, self.d, H, W)
-            else:  # channels-first tokens in, channels-first out
-                feat = _attend(channels_first_attention, q.flatten(2), k.flatten(2), v.flatten(2), self.scale, bias[i])
-                feat = feat.reshape(B, self.d, H, W)
+            # channels-first tokens in and out; the official token-major explicit form inside textbook()
+            feat = _attend(q.flatten(2), k.flatten(2), v.flatten(2), self.scale, bias[i]).reshape(B, self.d, H, W)
             outs.append(feat)
         return self.proj(torch.cat(outs, dim=1))
 

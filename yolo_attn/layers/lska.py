@@ -66,14 +66,12 @@ class LSKA(nn.Module):
         self.conv1 = nn.Conv2d(c1, c1, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if textbook_enabled():  # the official form, clone included
-            u = x.clone()
-            attn = self.conv0v(self.conv0h(x))
-            attn = self.conv_spatial_v(self.conv_spatial_h(attn))
-            return u * self.conv1(attn)
+        u = x.clone() if textbook_enabled() else None  # the official form's defensive clone, taken first as there
         attn = self.conv0v(self.conv0h(x))  # local separable k0×k0
         attn = self.conv_spatial_v(self.conv_spatial_h(attn))  # dilated separable ks×ks
         attn = self.conv1(attn)
+        if u is not None:
+            return u * attn  # textbook gate
         if attn.requires_grad or x.requires_grad or torch.jit.is_tracing():
             return x * attn  # gate (autograd needs attn unmodified)
         return attn.mul_(x)  # gate, in place into conv1's fresh output
