@@ -50,14 +50,19 @@ def shipped_configs() -> dict[str, Path]:
     return {}
 
 
+def unscaled(name: str) -> str:
+    """A config name without its scale letter, as Ultralytics unifies it: ``yolov8s-lska.yaml`` -> ``yolov8-lska.yaml``."""
+    import re
+
+    return re.sub(r"(\d+)([nslmx])(.+)?$", r"\1\3", name)
+
+
 def cfg_path(name: str) -> Path:
     """Path of a shipped config, e.g. ``cfg_path("yolov8-lska.yaml")``; a scaled name (``yolov8s-lska.yaml``)
     gives the same file (Ultralytics takes the scale from the name you pass it, not from the file)."""
-    import re
-
     files = shipped_configs()
     name = Path(name).name if Path(name).suffix else f"{Path(name).name}.yaml"
-    unified = re.sub(r"(\d+)([nslmx])(.+)?$", r"\1\3", Path(name).stem) + ".yaml"
+    unified = unscaled(Path(name).stem) + ".yaml"
     for candidate in (name, unified):
         if candidate in files:
             return files[candidate]
@@ -125,10 +130,8 @@ def insert_rows(base: str | Path | dict, layer: str, after: int | Iterable[int],
     """
     d = load_base(base)
     points = sorted({after} if isinstance(after, int) else set(after), reverse=True)
-    n_rows = len(_rows(d))
+    _check_points(points, len(_rows(d)))
     for p in points:
-        if isinstance(p, bool) or not isinstance(p, int) or not 0 <= p < n_rows:
-            raise ValueError(f"insert position {p!r} is outside the config's rows 0..{n_rows - 1}")
         row_args = args[p] if isinstance(args, dict) else args
         nb = len(d["backbone"])
         rows = _rows(d)
@@ -140,6 +143,13 @@ def insert_rows(base: str | Path | dict, layer: str, after: int | Iterable[int],
         split = nb + 1 if p < nb else nb
         d["backbone"], d["head"] = new_rows[:split], new_rows[split:]
     return d
+
+
+def _check_points(points: Iterable, n_rows: int) -> None:
+    """Insert positions must be row indices of the base config."""
+    for p in points:
+        if isinstance(p, bool) or not isinstance(p, int) or not 0 <= p < n_rows:
+            raise ValueError(f"insert position {p!r} is outside the config's rows 0..{n_rows - 1}")
 
 
 def _absolute(f, j: int) -> list[int]:
@@ -183,9 +193,7 @@ def placement_rows(base: str | Path | dict, at: str | int | Iterable[int]) -> li
     rows = _rows(d)
     if not isinstance(at, str):
         points = [at] if isinstance(at, int) else list(at)
-        for p in points:
-            if isinstance(p, bool) or not isinstance(p, int) or not 0 <= p < len(rows):
-                raise ValueError(f"insert position {p!r} is outside the config's rows 0..{len(rows) - 1}")
+        _check_points(points, len(rows))
         return sorted(set(points))
     if at == "after-sppf":
         return [find_after_sppf(d)]
@@ -315,8 +323,9 @@ def main(argv: list[str] | None = None) -> int:
 
     register()
     try:
-        d = insert(a.base, layer, at, _parse_args(a.args))
-        points = placement_rows(a.base, at)
+        base = load_base(a.base)
+        points = placement_rows(base, at)
+        d = insert(base, layer, points, _parse_args(a.args))
         rows = f"row{'s' if len(points) > 1 else ''} {', '.join(map(str, points))}"
         header = (f"{Path(str(a.base)).name} with {layer}, placement {a.at}: after {rows} of the base.\n"
                   f"Written by: yolo-attn insert {a.base} --layer {layer} --at {a.at}"

@@ -35,7 +35,6 @@ import contextlib
 import contextvars
 import importlib
 import inspect
-import re
 import sys
 import threading
 import warnings
@@ -246,10 +245,10 @@ def build_model(cfg, scale: str | None = None, verbose: bool = False) -> nn.Modu
 
 def _shipped_for(path) -> Path | None:
     """The shipped config standing for ``path`` when neither it nor its scale-less name exists locally."""
-    from .configs import shipped_configs
+    from .configs import shipped_configs, unscaled
 
     path = Path(path)
-    unified = Path(re.sub(r"(\d+)([nslmx])(.+)?$", r"\1\3", str(path)))  # yolov8s-lska.yaml -> yolov8-lska.yaml
+    unified = Path(unscaled(str(path)))  # yolov8s-lska.yaml -> yolov8-lska.yaml
     if path.exists() or unified.exists() or len(path.parts) > 1:
         return None
     return shipped_configs().get(unified.name)

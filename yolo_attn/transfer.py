@@ -25,6 +25,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from .configs import _absolute
+
 __all__ = ["transfer", "TransferReport", "match_layers", "aligned_source", "source_layers"]
 
 _KEY = re.compile(r"^(?:model\.)?(\d+)\.(.+)$")  # model.<index>.<rest> (also <index>.<rest> of a bare layer list)
@@ -202,10 +204,6 @@ def _align(src: list[_Layer], dst: list[_Layer]) -> dict[int, int]:
     return pairs
 
 
-def _absolute(f: int | list, i: int) -> list[int]:
-    return [x if x >= 0 else i + x for x in (f if isinstance(f, list) else [f])]
-
-
 def _structure_warnings(src: list[_Layer], dst: list[_Layer], pairs: dict[int, int]) -> list[str]:
     """Paired layers whose inputs are not paired too (looking through inserted single-input layers)."""
     if any(layer.source is None for layer in (*src, *dst)):
@@ -289,7 +287,6 @@ def transfer(model: nn.Module, ckpt: Any, verbose: bool = False) -> TransferRepo
     report.warnings = _structure_warnings(src, dst, pairs)
     paired_src = set(pairs.values())
     new_sd: dict[str, torch.Tensor] = {}
-    dst_state = owner.state_dict()
     for layer in dst:
         k = pairs.get(layer.index)
         if k is None:
@@ -307,7 +304,7 @@ def transfer(model: nn.Module, ckpt: Any, verbose: bool = False) -> TransferRepo
                 report.skipped.append((key, f"shape {_shape(t)} here, {_shape(s.tensors[name])} in the checkpoint"))
                 report.unused.append((skey, "shape differs from its counterpart"))
             else:
-                new_sd[key] = s.tensors[name].detach().to(device=dst_state[key].device, dtype=dst_state[key].dtype)
+                new_sd[key] = s.tensors[name].detach().to(device=t.device, dtype=t.dtype)
                 report.transferred.append((key, skey))
         for name in s.tensors:
             if name not in layer.tensors:
