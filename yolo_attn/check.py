@@ -13,12 +13,11 @@ from __future__ import annotations
 import argparse
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from torch import nn
 
-__all__ = ["count_flops", "flop_counter", "layer_report", "LayerRow", "build", "main"]
+__all__ = ["count_flops", "flop_counter", "layer_report", "LayerRow", "main"]
 
 
 def flop_counter():
@@ -83,6 +82,11 @@ def _channels(t):
 
 def layer_report(model: nn.Module, imgsz: int | tuple = 640) -> list[LayerRow]:
     """Per-layer rows (index, from, type, channels in→out, params, FLOPs) of an Ultralytics model at ``imgsz``."""
+    return _layer_report(model, imgsz)[0]
+
+
+def _layer_report(model: nn.Module, imgsz: int | tuple) -> tuple[list[LayerRow], int]:
+    """:func:`layer_report`'s rows and the whole forward's FLOPs (what :func:`count_flops` returns), one forward."""
     layers = list(model.model)
     seen: dict[int, tuple] = {}
 
@@ -107,14 +111,7 @@ def layer_report(model: nn.Module, imgsz: int | tuple = 640) -> list[LayerRow]:
             c_in=c_in, c_out=c_out, params=sum(p.numel() for p in m.parameters()),
             flops=int(sum(counts.get(f"{prefix}{k}", {}).values())),
         ))
-    return rows
-
-
-def build(cfg: str | Path | dict, scale: str | None = None, verbose: bool = False) -> nn.Module:
-    """Build the Ultralytics model of a config (path, stock name or dict) at ``scale`` (None: the file name's)."""
-    from .integration import build_model
-
-    return build_model(cfg, scale=scale, verbose=verbose)
+    return rows, int(counter.get_total_flops())
 
 
 def _fmt_ch(c) -> str:
@@ -156,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from . import register
     from .configs import declared_scales
+    from .integration import build_model
 
     register()
     shapes = [(args.imgsz, args.imgsz)] + [_shape(s) for s in args.rect.split(",") if s.strip()]
@@ -166,16 +164,20 @@ def main(argv: list[str] | None = None) -> int:
     for scale in scales:
         label = f"{args.cfg} scale {scale or '-'}"
         try:
-            model = build(args.cfg, scale=scale)
+            model = build_model(args.cfg, scale=scale)
         except Exception as e:  # noqa: BLE001 - report and go on with the next scale
             print(f"{label}: build FAILED: {type(e).__name__}: {e}")
             failed += 1
             continue
         print(f"\n{label}: {type(model).__name__}")
-        print(_table(layer_report(model, shapes[0]), set(LAYERS)))
-        for h, w in shapes:
+        for n, (h, w) in enumerate(shapes):
             try:
-                print(f"  forward {h}x{w}: ok, {count_flops(model, (h, w)) / 1e9:.3f} GFLOPs")
+                if n == 0:  # the table's forward also gives the first shape's total
+                    rows, flops = _layer_report(model, (h, w))
+                    print(_table(rows, set(LAYERS)))
+                else:
+                    flops = count_flops(model, (h, w))
+                print(f"  forward {h}x{w}: ok, {flops / 1e9:.3f} GFLOPs")
             except Exception as e:  # noqa: BLE001
                 print(f"  forward {h}x{w}: FAILED: {type(e).__name__}: {e}")
                 failed += 1
