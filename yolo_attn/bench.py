@@ -365,13 +365,10 @@ class ModelRow:
 
 
 def find_configs() -> dict[str, Path]:
-    """The after-SPPF YOLOv8 configs, ``cfg/yolov8-<layer>.yaml`` (shipped copy when not run from the repo)."""
-    here = Path(__file__).resolve().parent
-    for root in (here.parent / "cfg", here / "cfg", Path.cwd() / "cfg"):
-        found = {n: root / f"yolov8-{n.lower()}.yaml" for n in LAYER_NAMES}
-        if all(p.is_file() for p in found.values()):
-            return found
-    raise FileNotFoundError("cfg/yolov8-{cga,fla,lska,shsa}.yaml not found")
+    """The after-SPPF YOLOv8 configs, ``cfg/yolov8-<layer>.yaml`` (see :func:`yolo_attn.configs.cfg_path`)."""
+    from .configs import cfg_path
+
+    return {n: cfg_path(f"yolov8-{n.lower()}.yaml") for n in LAYER_NAMES}
 
 
 def run_models(devices: list[str], imgsz: int, min_reps: int, max_reps: int, budget_s: float, tp_batch: int,

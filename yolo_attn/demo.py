@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import csv
 import logging
-import math
 import os
 import shutil
 import statistics
@@ -72,12 +71,9 @@ def _model_cfg(name: str, out: Path) -> str:
     if name.endswith((".yaml", ".yml")):
         return name
     layer = MODELS[name].lower()
-    try:
-        from .configs import cfg_path
+    from .configs import cfg_path
 
-        src = Path(cfg_path(f"yolov8-{layer}.yaml"))
-    except (ImportError, FileNotFoundError):
-        src = Path(__file__).resolve().parents[1] / "cfg" / f"yolov8-{layer}.yaml"
+    src = cfg_path(f"yolov8-{layer}.yaml")
     dst = out / "configs" / f"yolov8n-{layer}.yaml"
     dst.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(src, dst)
