@@ -14,6 +14,7 @@ os.environ.setdefault("YOLO_CONFIG_DIR", tempfile.mkdtemp(prefix="yolo_attn_cfg_
 os.environ.setdefault("YOLO_AUTOINSTALL", "False")
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 VERSIONS_DIR = ROOT / ".venv" / "ultralytics-versions"
@@ -27,6 +28,33 @@ def shapes_data(tmp_path_factory) -> Path:
     from yolo_attn.data import make_shapes
 
     return make_shapes(tmp_path_factory.mktemp("shapes"), train=16, val=8, imgsz=64, seed=0)
+
+
+@torch.no_grad()
+def randomize_(module: torch.nn.Module, seed: int) -> torch.nn.Module:
+    """Seeded random parameters and BatchNorm statistics (so no branch is 0 and BN is not the identity)."""
+    g = torch.Generator().manual_seed(seed)
+    for name, t in list(module.named_parameters()) + list(module.named_buffers()):
+        if not t.is_floating_point():
+            continue
+        if name.endswith("running_var"):
+            val = torch.rand(t.shape, generator=g) + 0.5
+        elif t.dim() >= 2 and name.endswith("weight"):
+            val = torch.randn(t.shape, generator=g) / t[0].numel() ** 0.5
+        else:
+            val = torch.randn(t.shape, generator=g) * 0.5
+        t.copy_(val)
+    return module
+
+
+def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Largest absolute difference relative to the largest magnitude of ``b`` (float64)."""
+    a, b = a.detach().double(), b.detach().double()
+    return float((a - b).abs().max() / b.abs().max().clamp_min(1e-30))
+
+
+def n_params(m: torch.nn.Module) -> int:
+    return sum(p.numel() for p in m.parameters())
 
 
 def run_py(code: str, *, env: dict | None = None, cwd: Path | None = None, timeout: int = 600,

@@ -3,6 +3,7 @@ runs at square and non-square sizes, and every inserted config is the stock netw
 
 from __future__ import annotations
 
+import functools
 import subprocess
 import sys
 from pathlib import Path
@@ -11,9 +12,10 @@ import pytest
 import torch
 import yaml
 
-from conftest import NAMES, bin_path, run_py
+from conftest import NAMES, bin_path, n_params, run_py
 from yolo_attn.check import flop_counter
 from yolo_attn.configs import (
+    _absolute,
     cfg_path,
     declared_scales,
     default_args,
@@ -34,14 +36,6 @@ from make_configs import PLAN, shipped_names  # noqa: E402
 CFGS = sorted((ROOT / "cfg").glob("*.yaml"))
 
 
-def nparams(m) -> int:
-    return sum(p.numel() for p in m.parameters())
-
-
-def _absolute(f, i: int) -> list[int]:
-    return [x if x >= 0 else i + x for x in ([f] if isinstance(f, int) else f)]
-
-
 def assert_stock_plus_layers(model, stock) -> list[int]:
     """``model`` is ``stock`` with yolo_attn layers spliced in: same layers in the same order with the same
     parameter counts, every ``from`` renumbered (and redirected to a layer inserted after its source), each
@@ -50,12 +44,12 @@ def assert_stock_plus_layers(model, stock) -> list[int]:
     inserted = [k for k, m in enumerate(new) if type(m).__name__ in NAMES]
     kept = [k for k in range(len(new)) if k not in inserted]
     assert len(kept) == len(old), "the inserted config lost or gained stock layers"
-    assert nparams(model) == nparams(stock) + sum(nparams(new[k]) for k in inserted)
+    assert n_params(model) == n_params(stock) + sum(n_params(new[k]) for k in inserted)
     for k in inserted:
         assert new[k].f == -1 and new[k].i == k, (k, new[k].f)
     for j, k in enumerate(kept):
         o, n = old[j], new[k]
-        assert type(o) is type(n) and nparams(o) == nparams(n), (j, type(o).__name__, type(n).__name__)
+        assert type(o) is type(n) and n_params(o) == n_params(n), (j, type(o).__name__, type(n).__name__)
         expected = []
         for x in _absolute(o.f, j):
             if x < 0:  # the model input
@@ -115,6 +109,12 @@ def _forward(model, h: int, w: int):
     return y
 
 
+@functools.lru_cache(maxsize=None)
+def _stock(base: str, scale: str):
+    """The stock model of ``base`` at ``scale``, built once: the tests below only read it (never run or change it)."""
+    return build_model(base, scale=scale)
+
+
 @pytest.mark.parametrize("cfg", CFGS, ids=[p.stem for p in CFGS])
 def test_shipped_config_builds_at_every_scale_and_runs(cfg):
     """Every declared scale builds and runs; the README row's params and GFLOPs at 640 are what this build gives."""
@@ -127,7 +127,7 @@ def test_shipped_config_builds_at_every_scale_and_runs(cfg):
     for k, scale in enumerate(scales):
         model = build_model(cfg, scale=scale)
         if k == 0:  # smallest scale: the full check
-            stock = build_model(base, scale=scale)
+            stock = _stock(base, scale)
             after = assert_stock_plus_layers(model, stock)
             assert after == placement_rows(base, at)
             assert sum(type(m).__name__ == layer for m in model.model) == len(after)
@@ -139,7 +139,7 @@ def test_shipped_config_builds_at_every_scale_and_runs(cfg):
             with flop_counter() as counter:
                 _forward(model, 640, 640)
             c = 3 * in_table.index(scale)
-            assert row[2 + c] == f"{nparams(model):,}", f"README params of {cfg.name} at {scale}"
+            assert row[2 + c] == f"{n_params(model):,}", f"README params of {cfg.name} at {scale}"
             assert row[3 + c] == f"{counter.get_total_flops() / 1e9:.2f}", f"README GFLOPs of {cfg.name} at {scale}"
         elif k == 0:
             _forward(model, 640, 640)
@@ -265,7 +265,7 @@ def test_yolo_resolves_shipped_config_names_with_their_scale(tmp_path):
     )
     out = [line for line in run_py(code, cwd=tmp_path).stdout.strip().splitlines() if not line.startswith("WARNING")]
     assert out[0].split()[:2] == ["s", "3"]
-    expected = nparams(build_model(ROOT / "cfg" / "yolov8-lska-neck.yaml", scale="s"))
+    expected = n_params(build_model(ROOT / "cfg" / "yolov8-lska-neck.yaml", scale="s"))
     assert int(out[1]) == expected
     assert out[2] == "RTDETRDetectionModel SHSA"
     # A local file of the same name wins over the shipped one.

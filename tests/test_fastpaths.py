@@ -16,29 +16,8 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import yolo_attn.layers.attention as attention
+from conftest import randomize_, rel_err
 from yolo_attn.layers import CGA, FLA, LSKA, SHSA, textbook, textbook_enabled
-
-
-@torch.no_grad()
-def randomize_(module: torch.nn.Module, seed: int) -> torch.nn.Module:
-    """Seeded random parameters and BatchNorm statistics (so no branch is 0 and BN is not the identity)."""
-    g = torch.Generator().manual_seed(seed)
-    for name, t in list(module.named_parameters()) + list(module.named_buffers()):
-        if not t.is_floating_point():
-            continue
-        if name.endswith("running_var"):
-            val = torch.rand(t.shape, generator=g) + 0.5
-        elif t.dim() >= 2 and name.endswith("weight"):
-            val = torch.randn(t.shape, generator=g) / t[0].numel() ** 0.5
-        else:
-            val = torch.randn(t.shape, generator=g) * 0.5
-        t.copy_(val)
-    return module
-
-
-def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
-    a, b = a.detach().double(), b.detach().double()
-    return float((a - b).abs().max() / b.abs().max().clamp_min(1e-30))
 
 
 def run(layer: torch.nn.Module, x: torch.Tensor, use_textbook: bool, autocast_dtype=None):

@@ -13,33 +13,9 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import n_params, randomize_, rel_err
 from yolo_attn.layers import CGA, FLA, LSKA, SHSA, fuse_layers
 from yolo_attn.layers.conv_bn import ConvBN
-
-
-@torch.no_grad()
-def randomize_(module: nn.Module, seed: int) -> nn.Module:
-    """Random parameters and BatchNorm/GroupNorm statistics, so every fold has something to get wrong."""
-    g = torch.Generator().manual_seed(seed)
-    for name, t in list(module.named_parameters()) + list(module.named_buffers()):
-        if not t.is_floating_point():
-            continue
-        if name.endswith("running_var"):
-            t.copy_(torch.rand(t.shape, generator=g) + 0.5)
-        elif t.dim() >= 2 and name.endswith("weight"):
-            t.copy_(torch.randn(t.shape, generator=g) / t[0].numel() ** 0.5)
-        else:
-            t.copy_(torch.randn(t.shape, generator=g) * 0.5)
-    return module
-
-
-def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
-    a, b = a.detach().double(), b.detach().double()
-    return float((a - b).abs().max() / b.abs().max())
-
-
-def n_params(m: nn.Module) -> int:
-    return sum(p.numel() for p in m.parameters())
 
 
 LAYERS = {

@@ -9,8 +9,6 @@ the largest model the strategy can build is a few MB.
 
 from __future__ import annotations
 
-import re
-
 import pytest
 import torch
 from hypothesis import HealthCheck, event, given, settings

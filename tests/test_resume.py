@@ -45,8 +45,7 @@ print("predicted", len(r))
 
 def interrupted_run(tmp_path: Path, data: Path, name: str) -> Path:
     cfg = tmp_path / "yolov8n-attn.yaml"
-    if not cfg.exists():
-        cfg.write_text(dump(all_layers_after("yolov8.yaml")))
+    cfg.write_text(dump(all_layers_after("yolov8.yaml")))
     project = tmp_path / "runs"
     code = INTERRUPTED.format(cfg=str(cfg), data=str(data), project=str(project), name=name)
     proc = run_py(code, cwd=tmp_path, check=False)

@@ -74,7 +74,7 @@ def test_adaptive_fla_validates_with_rect_batches(wide_data, tmp_path):
     assert seen["rect"] is True and {tuple(s) for s in seen["shapes"]} == {(96, 160)}
 
 
-def test_fixed_fla_validates_with_square_batches(wide_data, tmp_path, caplog):
+def test_fixed_fla_validates_with_square_batches(wide_data, tmp_path):
     cfg = tmp_path / "yolov8n-flafixed.yaml"
     cfg.write_text(dump(insert_rows("yolov8.yaml", "FLA", 9, [8, 4, 3, 5, True])))
     seen = _val(cfg, wide_data)

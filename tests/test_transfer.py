@@ -13,29 +13,21 @@ import pytest
 import torch
 
 from conftest import NAMES, OLD_ULTRALYTICS, bin_path, run_py, ultralytics_version_path
-from yolo_attn.configs import dump, insert, load_base
+from yolo_attn.configs import cfg_path, dump, insert, load_base, placement_rows
 from yolo_attn.integration import build_model
 from yolo_attn.transfer import TransferReport, match_layers, transfer
 
-ROOT = Path(__file__).resolve().parents[1]
 NC = 6  # classes of the generated shapes data
-# rows of the stock configs after which each placement inserts (used when cfg/ does not ship the file)
-PLACEMENTS = {
-    "yolov8.yaml": {"after-sppf": [9], "neck": [15, 18, 21], "backbone": [4, 6]},
-    "rtdetr-l.yaml": {"after-sppf": [12], "neck": [21, 24, 27], "backbone": [3, 7]},
-}
 SCALE = {"yolov8.yaml": "n", "rtdetr-l.yaml": "l"}
 EXACT = ("CGA", "SHSA")  # zero-initialised output projection, residual outside: identity at step 0
 SHAPE = {"yolov8.yaml": (1, 3, 96, 128), "rtdetr-l.yaml": (1, 3, 128, 128)}  # RT-DETR: >= 300 tokens for 300 queries
 
 
-def _variant(base: str, layer: str, placement: str) -> dict | str:
-    """The shipped config of a placement if cfg/ has it, else the same insertion made here."""
+def _variant(base: str, layer: str, placement: str) -> Path:
+    """The shipped config of a placement (cfg/ ships every base x layer x placement used here)."""
     stem = base.removesuffix(".yaml")
     name = f"{stem}-{layer.lower()}.yaml" if placement == "after-sppf" else f"{stem}-{layer.lower()}-{placement}.yaml"
-    if (ROOT / "cfg" / name).is_file():
-        return str(ROOT / "cfg" / name)
-    return insert(base, layer, PLACEMENTS[base][placement])
+    return cfg_path(name)
 
 
 def _randomise(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
@@ -100,7 +92,7 @@ def test_every_stock_tensor_transfers(stock, base, placement):
         model = build_model({**load_base(_variant(base, layer, placement)), "nc": NC}, scale=SCALE[base])
         report = transfer(model, src)
         inserted = [i for i, m in enumerate(model.model) if type(m).__name__ == layer]
-        assert len(inserted) == len(PLACEMENTS[base][placement])
+        assert len(inserted) == len(placement_rows(base, placement))
         n_new = sum(len(model.model[i].state_dict()) for i in inserted)
         assert report.n_transferred == n_stock, (layer, placement, str(report))
         assert report.total == len(model.state_dict()) == n_stock + n_new
