@@ -16,10 +16,24 @@ os.environ.setdefault("YOLO_AUTOINSTALL", "False")
 import pytest
 import torch
 
+import yolo_attn
+from yolo_attn.layers.registry import REGISTRY, builtin_specs
+
 ROOT = Path(__file__).resolve().parents[1]
 VERSIONS_DIR = ROOT / ".venv" / "ultralytics-versions"
 OLD_ULTRALYTICS = ("8.1.47", "8.2.103", "8.3.240")
-NAMES = ("CGA", "FLA", "LSKA", "SHSA")
+
+yolo_attn.discover()  # layers of the modules in YOLO_ATTN_IMPORTS join every per-layer test below
+BUILTIN = tuple(builtin_specs())
+"""The shipped layers (those with an independent reference formulation in ``reference.py``)."""
+NAMES = tuple(REGISTRY)
+"""Every registered layer: the shipped ones and any found through YOLO_ATTN_IMPORTS or entry points."""
+
+
+def make_layer(name: str, c1: int = 64, grid: int | None = 20) -> torch.nn.Module:
+    """A registered layer built as a model YAML row with its per-map defaults would build it (``c1`` channels)."""
+    spec = REGISTRY[name]
+    return spec.cls(c1, *spec.default_args(grid))
 
 
 @pytest.fixture(scope="session")
@@ -83,7 +97,7 @@ def ultralytics_version_path(version: str) -> Path:
 
 
 def all_layers_after(base: str) -> dict:
-    """Config dict of ``base`` with CGA, FLA, LSKA, SHSA stacked (in that order) after its P5 context block."""
+    """Config dict of ``base`` with every registered layer stacked (in registry order) after its P5 context block."""
     from yolo_attn.configs import find_after_sppf, insert_rows, load_base
 
     d = load_base(base)

@@ -132,8 +132,8 @@ def test_misspelt_layer_name_names_the_row():
     with pytest.raises(KeyError) as info:
         build_model(model_dict("LKSA", [23], 1))
     assert str(info.value) == (
-        "model layer 2 names 'LKSA', which is neither an Ultralytics module nor a registered yolo_attn layer "
-        "(registered: CGA, FLA, LSKA, SHSA). Check the spelling in the YAML; if 'LKSA' is a yolo_attn layer, make "
-        "sure the plugin is installed and not disabled (YOLO_ATTN_AUTOLOAD=0 needs an explicit 'import yolo_attn', "
-        "or use the 'yolo-attn' command)."
+        "model layer 2 names 'LKSA', which is neither an Ultralytics module nor a registered layer "
+        "(registered: CGA, FLA, LSKA, SHSA). Did you mean LSKA? If 'LKSA' is your own module, register it with "
+        "@yolo_attn.register_module and make its module importable where the model is built: list it under "
+        "'imports:' in the model YAML, in YOLO_ATTN_IMPORTS, or as a 'yolo_attn.modules' entry point."
     )

@@ -7,7 +7,10 @@
 Examples:
     >>> import yolo_attn
     >>> from ultralytics import YOLO
-    >>> model = YOLO("cfg/yolov8n-lska.yaml")
+    >>> model = YOLO("yolov8n-lska.yaml")  # a shipped config, by name
+    >>> type(model.model.model[10]).__name__
+    'LSKA'
+
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import yolo_attn_autoload as _autoload
 
 from .configs import cfg_path, insert
 from .integration import register, registered
+from .layers.registry import REGISTRY, discover, register_module
 from .layers import CGA, FLA, LAYERS, LSKA, SHSA, LayerArgumentError, create_layer
 from .transfer import transfer
 

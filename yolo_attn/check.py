@@ -17,7 +17,11 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-__all__ = ["count_flops", "flop_counter", "layer_report", "LayerRow", "main"]
+from .configs import declared_scales
+from .integration import build_model, register
+from .layers.registry import REGISTRY
+
+__all__ = ["count_flops", "flop_counter", "layer_report", "layer_arguments", "LayerRow", "main"]
 
 
 def flop_counter():
@@ -132,6 +136,55 @@ def _table(rows: list[LayerRow], mark: set[str]) -> str:
     return "\n".join(lines)
 
 
+def layer_arguments(model: nn.Module) -> list[str]:
+    """One line per registered layer in ``model``: its index and resolved arguments, input channels included."""
+    ours = tuple(spec.cls for spec in REGISTRY.values())
+    lines = []
+    for k, m in enumerate(getattr(model, "model", [])):
+        for block in (m if isinstance(m, nn.Sequential) and not isinstance(m, ours) else [m]):
+            if isinstance(block, ours):
+                args = block.extra_repr() or ", ".join(f"{a}={v}" for a, v in
+                                                       getattr(block, "yolo_attn_args", {}).items())
+                lines.append(f"layer {getattr(m, 'i', k)}: {type(block).__name__}({args})")
+    return lines
+
+
+class _LayerTracker:
+    """Records which top-level layer of a model is running, so a failed forward can name the layer that raised."""
+
+    def __init__(self, model: nn.Module):
+        self.stack: list[int] = []
+        self.failed: int | None = None
+        self.layers = list(getattr(model, "model", []))
+
+    def __enter__(self):
+        def pre(k):
+            def enter(module, args) -> None:
+                self.stack.append(k)
+            return enter
+
+        def leave(module, args, out) -> None:  # a forward hook must return None to keep the output
+            self.stack.pop()
+
+        self.handles = [h for k, m in enumerate(self.layers)
+                        for h in (m.register_forward_pre_hook(pre(k)), m.register_forward_hook(leave))]
+        return self
+
+    def __exit__(self, kind, value, tb):
+        for h in self.handles:
+            h.remove()
+        if kind is not None and self.stack:
+            self.failed = self.stack[-1]
+        return False
+
+    def describe(self, e: BaseException) -> str:
+        if self.failed is None:
+            return f"{type(e).__name__}: {e}"
+        m = self.layers[self.failed]
+        name = getattr(m, "type", type(m).__name__).rsplit(".", 1)[-1]
+        return f"layer {getattr(m, 'i', self.failed)} ({name}) raised {type(e).__name__}: {e}"
+
+
 def _shape(text: str) -> tuple[int, int]:
     try:
         h, w = (int(v) for v in text.lower().split("x"))
@@ -151,15 +204,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="comma-separated HxW shapes also run (default 640x384,384x640; '' for none)")
     args = ap.parse_args(argv)
 
-    from . import register
-    from .configs import declared_scales
-    from .integration import build_model
-
     register()
     shapes = [(args.imgsz, args.imgsz)] + [_shape(s) for s in args.rect.split(",") if s.strip()]
     scales = [s.strip() for s in args.scales.split(",")] if args.scales else declared_scales(args.cfg)
-    from .layers import LAYERS
-
     failed = 0
     for scale in scales:
         label = f"{args.cfg} scale {scale or '-'}"
@@ -170,16 +217,21 @@ def main(argv: list[str] | None = None) -> int:
             failed += 1
             continue
         print(f"\n{label}: {type(model).__name__}")
+        for line in layer_arguments(model):
+            print(f"  {line}")
         for n, (h, w) in enumerate(shapes):
+            tracker = _LayerTracker(model)
             try:
-                if n == 0:  # the table's forward also gives the first shape's total
-                    rows, flops = _layer_report(model, (h, w))
-                    print(_table(rows, set(LAYERS)))
-                else:
-                    flops = count_flops(model, (h, w))
+                with tracker:
+                    if n == 0:  # the table's forward also gives the first shape's total
+                        rows, flops = _layer_report(model, (h, w))
+                    else:
+                        flops = count_flops(model, (h, w))
+                if n == 0:
+                    print(_table(rows, set(REGISTRY)))
                 print(f"  forward {h}x{w}: ok, {flops / 1e9:.3f} GFLOPs")
             except Exception as e:  # noqa: BLE001
-                print(f"  forward {h}x{w}: FAILED: {type(e).__name__}: {e}")
+                print(f"  forward {h}x{w}: FAILED: {tracker.describe(e)}")
                 failed += 1
     return 1 if failed else 0
 

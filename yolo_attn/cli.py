@@ -1,24 +1,24 @@
-"""The ``yolo-attn`` command.
+"""yolo-attn: efficient attention layers (and your own modules) as plain layer names in Ultralytics model YAMLs.
 
-``yolo-attn <yolo arguments>`` registers the layers and hands the same arguments to Ultralytics' own ``yolo``
-entry point — for environments that skip ``.pth`` start-up files (``python -S``, some embedded interpreters):
+Commands (``yolo-attn <command> --help`` for options):
 
-    yolo-attn train model=cfg/yolov8n-lska.yaml data=coco8.yaml epochs=1
-
-Own sub-commands (``yolo-attn <command> --help`` for options):
-
-    yolo-attn layers             list the registered layer names and their YAML arguments
+    yolo-attn layers             list the registered layer names, aliases and their YAML arguments
     yolo-attn insert ...         insert a layer into a model YAML, renumbering every ``from`` index
     yolo-attn check ...          build a config at several scales and shapes; per-layer params and FLOPs
     yolo-attn demo ...           offline comparison run: stock YOLOv8n against the four attention variants
     yolo-attn bench ...          layer and model benchmarks (writes BENCHMARKS.md)
     yolo-attn data shapes ...    generate the synthetic shapes dataset
+    yolo-attn version            the plugin's version (and Ultralytics'); also --version
+
+Anything else goes to Ultralytics' own ``yolo`` command, with the layers registered — for environments that skip
+``.pth`` start-up files (``python -S``, some embedded interpreters):
+
+    yolo-attn train model=yolov8n-lska.yaml data=coco8.yaml epochs=1
 """
 
 from __future__ import annotations
 
 import importlib
-import inspect
 import sys
 
 __all__ = ["main", "COMMANDS"]
@@ -32,15 +32,43 @@ COMMANDS = {
 """Sub-command -> ``module:function`` taking the remaining arguments and returning an exit code (imported lazily)."""
 
 
+def _signature(spec) -> str:
+    parts = ["c2 (output channels)"] if spec.channels == "out" else []
+    parts += [f"{p.name}={p.default!r}" if p.default is not p.empty else p.name for p in spec.params]
+    return ", ".join(parts)
+
+
 def _layers() -> int:
-    from . import LAYERS, register
+    from . import REGISTRY, register
 
     names = register()
-    for name, cls in LAYERS.items():
-        params = list(inspect.signature(cls).parameters.values())[1:]
-        args = ", ".join(f"{p.name}={p.default!r}" for p in params)
+    for name, spec in REGISTRY.items():
         state = "registered" if name in names else "NOT registered (Ultralytics defines this name)"
-        print(f"{name:5s} [{args}]  {state}")
+        origin = "" if spec.builtin else f"  ({spec.cls.__module__}.{spec.cls.__qualname__})"
+        print(f"{name:5s} [{_signature(spec)}]  {state}{origin}")
+        if spec.aliases:
+            print(f"      aliases (same arguments): {', '.join(spec.aliases)}")
+        for official, o in spec.official.items():
+            print(f"      {official}: the official arguments ({', '.join(o.params)}; dim is replaced by the input "
+                  "channels)")
+    return 0
+
+
+def _version() -> int:
+    from . import __version__
+
+    try:
+        from importlib.metadata import version
+
+        ultralytics = version("ultralytics")
+    except Exception:  # noqa: BLE001 - not installed
+        ultralytics = "not installed"
+    print(f"yolo-attn {__version__} (ultralytics {ultralytics})")
+    return 0
+
+
+def _help() -> int:
+    print(__doc__.strip().replace("``", ""))
     return 0
 
 
@@ -56,6 +84,10 @@ def _data(argv: list[str]) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Run ``yolo-attn``; returns the process exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        return _help()
+    if argv[0] in ("--version", "-V", "version"):
+        return _version()
     if argv[:1] == ["layers"]:
         return _layers()
     if argv[:1] == ["data"]:

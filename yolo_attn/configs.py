@@ -30,6 +30,9 @@ from typing import Iterable, Sequence
 
 import yaml
 
+from .integration import add_config_resolver, build_model
+from .layers.registry import REGISTRY, lookup, suggest
+
 __all__ = [
     "load_base", "insert", "insert_rows", "find_after_sppf", "placement_rows", "default_args", "dump",
     "declared_scales", "cfg_path", "shipped_configs", "PLACEMENTS", "main",
@@ -69,6 +72,22 @@ def cfg_path(name: str) -> Path:
     raise FileNotFoundError(
         f"yolo_attn ships no config named '{name}'. Shipped: {', '.join(files) or 'none (package data missing)'}."
     )
+
+
+def _shipped_config(name: str) -> dict | None:
+    """The model dict of the shipped config a bare name stands for (``yolov8s-lska.yaml``), or None; registered as a
+    config resolver, so Ultralytics' ``yaml_model_load`` finds shipped configs by name."""
+    path = Path(name)
+    if len(path.parts) > 1 or Path(unscaled(name)).exists():
+        return None
+    shipped = shipped_configs().get(Path(unscaled(name)).name)
+    if shipped is None:
+        return None
+    with open(shipped, encoding="utf-8") as fh:
+        return yaml.safe_load(fh)
+
+
+add_config_resolver(_shipped_config)
 
 _P5_CONTEXT = ("SPPF", "SPP", "SPPELAN", "AIFI")  # the P5 context block after which 'after-sppf' inserts
 
@@ -168,8 +187,6 @@ def row_strides(base: str | Path | dict, probe: int = 256) -> list[int | None]:
 def _row_strides(key: str, probe: int) -> tuple[int | None, ...]:
     import torch
 
-    from .integration import build_model
-
     d = yaml.safe_load(key)
     scales = list(d.get("scales") or {})
     model = build_model(d, scale=scales[0] if scales else None)
@@ -211,29 +228,20 @@ def placement_rows(base: str | Path | dict, at: str | int | Iterable[int]) -> li
     raise ValueError(f"unknown placement '{at}': use one of {', '.join(PLACEMENTS)} or row indices")
 
 
-_LSKA_BY_GRID = ((20, 23), (40, 41))  # map side at 640 -> smallest LSKA kernel covering it; larger maps: 53
-
-
 def default_args(layer: str, stride: int | None, imgsz: int = 640) -> list:
-    """YAML args of ``layer`` for a feature map at ``stride`` of an ``imgsz`` input (None: the layer's defaults).
+    """YAML args of ``layer`` for a feature map at ``stride`` of an ``imgsz`` input (None: no map known), as the
+    layer's registry declaration gives them (``[]``: the constructor's defaults).
 
-    CGA [num_heads 4, key_dim 16, window 7, kernel 5] everywhere; LSKA the smallest kernel covering the map (23 at
-    P5, 41 at P4, 53 at P3 — the largest); FLA window = the map's native grid (20 / 40 / 80), 8 heads; SHSA qk_dim
-    16 with pdim = c1 / 4 (global attention: at P3 of 640 that is 6,400 tokens, see the README table for the cost).
+    Shipped layers: CGA [num_heads 4, key_dim 16, window 7, kernel 5] everywhere; LSKA the smallest kernel covering the
+    map (23 at P5, 41 at P4, 53 at P3 — the largest); FLA window = the map's native grid (20 / 40 / 80), 8 heads;
+    SHSA qk_dim 16 with pdim = c1 / 4 (global attention: at P3 of 640 that is 6,400 tokens).
     """
-    layer = layer.upper()
-    grid = imgsz // stride if stride else None
-    if layer == "CGA":
-        return [4, 16, 7, 5]
-    if layer == "LSKA":
-        if grid is None:
-            return [23]
-        return [next((k for side, k in _LSKA_BY_GRID if grid <= side), 53)]
-    if layer == "FLA":
-        return [8, grid or 20, 3, 5]
-    if layer == "SHSA":
-        return [16]
-    return []
+    spec = lookup(layer) or next((s for s in REGISTRY.values() if s.name.upper() == str(layer).upper()), None)
+    if spec is None:
+        hint = suggest(str(layer))
+        raise ValueError(f"'{layer}' is not a registered layer" + (f" (did you mean {' or '.join(hint)}?)" if hint
+                         else "") + f"; registered: {', '.join(REGISTRY)}")
+    return spec.default_args(imgsz // stride if stride else None)
 
 
 def insert(base: str | Path | dict, layer: str, at: str | int | Iterable[int] = "after-sppf",
@@ -249,12 +257,14 @@ def insert(base: str | Path | dict, layer: str, at: str | int | Iterable[int] = 
 
     Examples:
         >>> d = insert("yolov8.yaml", "LSKA", at="neck")
-        >>> open("yolov8-lska-neck.yaml", "w").write(dump(d))
+        >>> [row for row in d["head"] if row[2] == "LSKA"]
+        [[-1, 1, 'LSKA', [53]], [-1, 1, 'LSKA', [41]], [-1, 1, 'LSKA', [23]]]
+        >>> text = dump(d)  # YAML text in Ultralytics' layout, to write to a file
     """
     d = load_base(base)
     points = placement_rows(d, at)
     if args is None:
-        strides = row_strides(d) if layer.upper() in ("LSKA", "FLA") else [None] * len(_rows(d))
+        strides = row_strides(d)
         args = {p: default_args(layer, strides[p]) for p in points}
     return insert_rows(d, layer, points, args)
 
@@ -332,8 +342,6 @@ def main(argv: list[str] | None = None) -> int:
                   + (f" --args '{a.args}'" if a.args is not None else ""))
         text = dump(d, header)
         if not a.no_check:
-            from .integration import build_model
-
             scales = declared_scales(d)
             build_model(yaml.safe_load(text), scale=scales[0])
     except (ValueError, KeyError, FileNotFoundError, argparse.ArgumentTypeError) as e:

@@ -1,145 +1,326 @@
-"""Everything yolo_attn does to Ultralytics internals, in one place.
+"""Everything yolo_attn does to Ultralytics internals, in one place (the adapter between the layers and Ultralytics).
 
-Checked against ultralytics 8.1.47, 8.2.103, 8.3.240 and 8.4.190 (``CHECKED_VERSIONS``); an Ultralytics upgrade that
-changes any of the facts below is a change to this file only.
+Checked against ultralytics 8.1.47, 8.2.103, 8.3.240 and 8.4.190 (``CHECKED_VERSIONS``); each fact below has a
+contract test in ``tests/test_contract.py`` run against every checked version, so an Ultralytics upgrade that breaks
+one fails in one named test, and the change it needs is a change to this file only.
 
 Facts relied on (see also ``yolo_attn_autoload.py`` for the start-up hook):
 
 1. ``parse_model`` resolves a YAML layer name through ``globals()[name]`` of ``ultralytics.nn.tasks`` when it is
-   not ``nn.X`` / ``torchvision.ops.X``, and calls unknown layers as ``m(*args)`` with the YAML args unchanged,
-   recording output channels ``c2 = ch[f]`` (the input channels). Our layers keep channels, so that is right.
-2. While it builds layer ``i``, ``parse_model`` has the locals ``ch`` (output channels so far), ``f`` (the row's
-   ``from``) and ``i``. The class we put into the ``tasks`` namespace under each layer name is a subclass of the
-   layer whose ``__new__`` reads them from the calling frame and returns the real layer built with ``c1 = ch[f]``
-   first; when it is not called from ``parse_model`` it is just the layer. Nothing of Ultralytics is replaced for
-   this, so other plugins can coexist, and ``n > 1`` repeats and skip inputs (``from`` ≠ -1) get the right ``c1``.
+   not ``nn.X`` / ``torchvision.ops.X``; an unknown name raises ``KeyError(name)``. Unknown (non-Ultralytics)
+   layers fall to its final branch ``else: c2 = ch[f]`` and are called as ``m(*args)`` with the YAML args
+   unchanged, ``n > 1`` as ``nn.Sequential(m(*args) for _ in range(n))``; then ``ch.append(c2)``.
+2. While it builds layer ``i``, ``parse_model`` has the locals ``d`` (the model dict), ``ch`` (output channels so
+   far), ``f`` (the row's ``from``), ``i``, ``nc``, ``depth``, ``width``, ``max_channels`` and ``c2`` (already
+   ``ch[f]``); it scales a ``Conv``'s channel argument as ``make_divisible(min(c2, max_channels) * width, 8)``
+   (``tasks.make_divisible``) unless it equals ``nc``, and a repeat count as ``max(round(n * depth), 1)`` if
+   ``n > 1``. The class we put into the ``tasks`` namespace under each registered YAML name is a subclass of the
+   layer whose ``__new__`` reads those locals from the calling frame and returns the real layer built by its
+   channel rule (``yolo_attn.layers.registry``); for ``channels="out"`` it sets the frame's ``c2`` to the layer's
+   output channels, so the ``ch.append(c2)`` that follows records them. When it is not called from ``parse_model``
+   it is just the layer. Nothing of Ultralytics is replaced for this, so other plugins can coexist.
 3. Internal callers look ``parse_model`` up in the ``tasks`` module at call time, so wrapping it there takes effect;
-   the wrapper only turns the bare ``KeyError`` for an unknown layer name into an error listing our names.
-5. ``yaml_model_load`` (in ``tasks``; ``engine.model`` imports it by name) turns a config name into a dict; it
-   first looks for the given file, then the scale-less name (``yolov8s-lska.yaml`` -> ``yolov8-lska.yaml``), then
-   Ultralytics' own cfg folder. When none of those has the file but yolo_attn ships one of that name, the wrapper
-   loads the shipped file and keeps the scale from the requested name, as for stock configs.
+   the wrapper imports a model YAML's ``imports:`` modules, checks our rows, passes ``repeats=True`` layers a row
+   count of 1 (their depth-scaled count goes to the constructor), and explains unknown names.
+4. 8.4.67+ restricted loading (``ULTRALYTICS_SAFE_LOAD=1``) only admits ``nn.Module`` subclasses in YAMLs (ours are)
+   and loads checkpoints with ``weights_only=True``; every registered class and the inner classes it declares as
+   ``pickled`` are added with ``torch.serialization.add_safe_globals``.
+5. ``yaml_model_load`` (in ``tasks``; ``engine.model`` imports it by name) turns a config name into a dict. When the
+   name is no local file, the resolvers registered with :func:`add_config_resolver` (the shipped and generated
+   configs, ``yolo_attn.configs``) may supply it; the scale is kept from the requested name, as for stock configs.
 6. Square batches (for layers that declare ``requires_square_input``, e.g. ``FLA(fixed=True)``): training builds
    its val set in ``DetectionTrainer.build_dataset`` with ``rect=mode == "val"``; ``Model.val``/``yolo val`` pass
    ``rect=True``; all datasets come from ``BaseDataset.__init__(..., rect=...)`` (keyword in every checked version).
    The predictor letterboxes in ``BasePredictor.pre_transform`` with ``auto=True`` (minimal, non-square padding)
    for PyTorch models.
-4. 8.4.67+ restricted loading (``ULTRALYTICS_SAFE_LOAD=1``) only admits ``nn.Module`` subclasses in YAMLs (ours are)
-   and loads checkpoints with ``weights_only=True``; our classes are added with ``torch.serialization
-   .add_safe_globals``. The layers hold only torch modules, tensors and Python scalars/tuples.
+7. ``BaseModel.load(weights, verbose)`` pairs checkpoint tensors by name and shape; ``BaseModel.fuse`` folds only
+   Ultralytics' own modules; ``tasks.torch_safe_load`` is where checkpoints are unpickled.
 """
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import contextvars
+import ctypes
 import importlib
 import inspect
 import sys
 import threading
 import warnings
 from pathlib import Path
+from typing import Callable
 
 import torch
 import yolo_attn_autoload as _autoload
 from torch import nn
 
-from .layers import LAYERS, LayerArgumentError
-from .layers.cga import CascadedGroupAttention, LocalWindowAttention
-from .layers.conv_bn import ConvBN
-from .layers.fla import FocusedLinearAttention
-from .layers.shsa import SingleHeadSelfAttention
+from .layers import LayerArgumentError, fuse_layers
+from .layers.registry import REGISTRY, LayerSpec, discover, lookup, subscribe, suggest
 
-__all__ = ["register", "registered", "build_model", "CHECKED_VERSIONS", "UnknownLayerError", "SAFE_GLOBALS"]
+__all__ = [
+    "register", "registered", "build_model", "CHECKED_VERSIONS", "UnknownLayerError", "SAFE_GLOBALS", "safe_globals",
+    "IntegrationError", "add_config_resolver", "add_load_aligner",
+]
 
 CHECKED_VERSIONS = ("8.1.47", "8.2.103", "8.3.240", "8.4.190")
 
-SAFE_GLOBALS = (
-    *LAYERS.values(),
-    CascadedGroupAttention,
-    LocalWindowAttention,
-    FocusedLinearAttention,
-    SingleHeadSelfAttention,
-    ConvBN,
-)
-"""Every class a pickled model with our layers references, beyond torch's own."""
 
-_lock = threading.Lock()
-_registered: tuple[str, ...] = ()
+def safe_globals() -> tuple[type, ...]:
+    """Every class a pickled model with registered layers references, beyond torch's own."""
+    return tuple(dict.fromkeys(c for spec in REGISTRY.values() for c in spec.safe_globals))
+
+
+SAFE_GLOBALS = safe_globals()
+"""The classes of the shipped layers' checkpoints (``safe_globals()`` also covers modules registered later)."""
+
+_lock = threading.RLock()
+_installed: dict[str, type] = {}  # YAML name -> entry class we put into the tasks namespace
+_subscribed = False
 
 
 class UnknownLayerError(KeyError):
-    """A model YAML names a layer that neither Ultralytics nor yolo_attn defines."""
+    """A model YAML names a layer that neither Ultralytics nor any registered module defines."""
 
     def __str__(self) -> str:  # KeyError would show the repr of the message
         return str(self.args[0])
 
 
-def _parse_model_frame():
-    """The frame of the ``parse_model`` call that is building a layer right now, or None."""
+class IntegrationError(RuntimeError):
+    """The installed Ultralytics does not behave as the checked versions do (a fact in this module's docstring)."""
+
+
+def _version() -> str:
+    return getattr(sys.modules.get("ultralytics"), "__version__", "unknown")
+
+
+def _fact_broken(what: str) -> IntegrationError:
+    return IntegrationError(
+        f"yolo_attn: {what} in the installed ultralytics {_version()}; yolo_attn was checked with "
+        f"{', '.join(CHECKED_VERSIONS)}. Install one of those (pip install 'ultralytics=={CHECKED_VERSIONS[-1]}') or a "
+        "yolo_attn release that supports this version."
+    )
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# building a registered layer from a parse_model row (facts 1-2)
+# ----------------------------------------------------------------------------------------------------------------------
+_parsing: contextvars.ContextVar = contextvars.ContextVar("yolo_attn_parsing", default=None)
+"""State of the parse_model call our wrapper is running: {'code': code objects, 'n': raw repeat counts by row,
+'built': modules built per row}; None outside one."""
+
+_FRAME_LOCALS = ("ch", "f", "i", "d", "nc", "depth", "width", "max_channels", "c2")
+
+
+def _parse_model_frame(state: dict | None):
+    """The frame of the ``parse_model`` call that is building a layer right now, or None when not called from one."""
     frame = sys._getframe(2)
-    for _ in range(6):  # parse_model -> (generator for n > 1) -> type.__call__ -> __new__
+    codes = state["codes"] if state else ()
+    for _ in range(8):  # parse_model -> (generator for n > 1) -> type.__call__ -> __new__
         if frame is None:
-            return None
-        if frame.f_code.co_name == "parse_model" and "ch" in frame.f_locals and "f" in frame.f_locals:
+            break
+        if frame.f_code in codes or frame.f_code.co_name == "parse_model":
+            missing = [k for k in _FRAME_LOCALS if k not in frame.f_locals]
+            if missing:
+                raise _fact_broken(f"parse_model has no local {', '.join(missing)} while it builds a layer")
             return frame
         frame = frame.f_back
+    if state is not None:
+        raise _fact_broken("a registered layer was built inside parse_model, but its frame was not found")
     return None
 
 
-def _yaml_entry(cls: type[nn.Module]) -> type[nn.Module]:
-    """The class that stands for ``cls`` in the ``tasks`` namespace (see fact 2 in the module docstring)."""
-    name = cls.__name__
-    params = list(inspect.signature(cls).parameters)[1:]
+def _set_local(frame, name: str, value) -> None:
+    """Rebind a local variable of a running frame (parse_model's ``c2``; fact 2)."""
+    if sys.version_info >= (3, 13):  # PEP 667: frame.f_locals writes through
+        frame.f_locals[name] = value
+        return
+    frame.f_locals[name] = value  # the snapshot dict, then copied back into the fast locals
+    ctypes.pythonapi.PyFrame_LocalsToFast(ctypes.py_object(frame), ctypes.c_int(0))
+
+
+def _scaled(tasks, c: int, width: float, max_channels: float) -> int:
+    """An output channel count as parse_model scales it for Conv/C2f (fact 2)."""
+    return int(tasks.make_divisible(min(c, max_channels) * width, 8))
+
+
+def _is_channel_count(tasks, v: int, c1: int, loc: dict) -> bool:
+    """Whether a YAML value ``v`` reads as the input channel count ``c1``: the actual count, a nominal count that
+    scales to it (``[1024]`` after SPPF at scale n), or the count a row written for another declared scale would have
+    (``[256]``, written at n, built at s where c1 = 512)."""
+    if v == c1:
+        return True
+    width, cap = loc["width"], loc["max_channels"]
+    if _scaled(tasks, v, width, cap) == c1:
+        return True
+    for _depth, w, cap_s in ((loc["d"] or {}).get("scales") or {}).values():
+        nominal = round(v / w) if w else 0
+        if nominal > 0 and _scaled(tasks, nominal, w, cap_s) == v and _scaled(tasks, nominal, width, cap) == c1:
+            return True
+    return False
+
+
+def _bind(spec: LayerSpec, c1: int, args: list, kwargs: dict) -> dict | None:
+    """The constructor's arguments by name (defaults applied), or None if they do not bind."""
+    try:
+        bound = inspect.signature(spec.cls).bind(c1, *args, **kwargs)
+    except TypeError:
+        return None
+    bound.apply_defaults()
+    return dict(bound.arguments)
+
+
+def _implausible(spec: LayerSpec, c1: int, args: list, kwargs: dict) -> str | None:
+    if spec.plausible is None:
+        return None
+    bound = _bind(spec, c1, args, kwargs)
+    if bound is None:
+        return None
+    try:
+        return spec.plausible(c1, bound)
+    except (TypeError, ValueError, KeyError, ZeroDivisionError):  # wrong types: the constructor's checks say it
+        return None
+
+
+def _resolve_args(tasks, spec: LayerSpec, yaml_name: str, c1: int, args: list, loc: dict, where: str):
+    """The constructor arguments after ``c1`` (and ``c2``/``n``) for a row: ``(args, kwargs, note)``."""
+    official = spec.official.get(yaml_name)
+    if official is not None:  # the official constructor's arguments, dim first (replaced by c1)
+        if len(args) > len(official.params):
+            raise LayerArgumentError(f"{where}: {yaml_name} takes at most {len(official.params)} args "
+                                     f"({', '.join(official.params)}), got {len(args)}.")
+        given = dict(zip(official.params, args))
+        try:
+            kwargs = official.to_ours(given)
+        except LayerArgumentError as e:
+            raise LayerArgumentError(f"{where}: {yaml_name} is {spec.name} here, and {e}") from None
+        note = (f"{yaml_name} (official arguments {', '.join(f'{k}={v}' for k, v in given.items()) or 'none'}) -> "
+                f"{spec.name}(c1={c1}{''.join(f', {k}={v}' for k, v in kwargs.items())})"
+                + (f"; dim={given['dim']} replaced by the input channels" if "dim" in given else ""))
+        return [], kwargs, note
+    params = spec.args
+    first = args[0] if args else None
+    note = None
+    if (spec.plausible is not None and spec.channels == "same" and isinstance(first, int)
+            and not isinstance(first, bool) and _is_channel_count(tasks, first, c1, loc)
+            and (len(args) > len(params) or _implausible(spec, c1, args, {}))):
+        args = args[1:]
+        note = (f"{spec.name}: the first argument {first} is the channel count; dropped (input channels "
+                f"c1={c1} are filled in), building {spec.name}(c1={c1}{''.join(f', {a}' for a in args)})")
+    if len(args) > len(params):
+        raise LayerArgumentError(
+            f"{where}: {spec.name} takes at most {len(params)} YAML args ({', '.join(params) or 'none'}; input "
+            f"channels are filled in automatically), got {len(args)}."
+        )
+    return list(args), {}, note
+
+
+def _log(message: str) -> None:
+    from ultralytics.utils import LOGGER
+
+    LOGGER.info(message)
+
+
+def _yaml_entry(spec: LayerSpec, yaml_name: str) -> type[nn.Module]:
+    """The class that stands for a registered YAML name in the ``tasks`` namespace (fact 2)."""
+    cls = spec.cls
 
     def __new__(entry, *args, **kwargs):
-        frame = _parse_model_frame()
+        state = _parsing.get()
+        frame = _parse_model_frame(state)
         if frame is None:  # a direct call: arguments already start with c1
             return cls(*args, **kwargs)
-        ch, f, i = frame.f_locals["ch"], frame.f_locals["f"], frame.f_locals.get("i", "?")
-        where = f"model layer {i} ({name}, args {list(args)})"
-        if len(args) > len(params):
-            raise LayerArgumentError(
-                f"{where}: {name} takes at most {len(params)} YAML args ({', '.join(params)}; input channels are "
-                f"filled in automatically), got {len(args)}."
-            )
+        loc = {k: frame.f_locals[k] for k in _FRAME_LOCALS}
+        tasks = sys.modules["ultralytics.nn.tasks"]
+        ch, f, i = loc["ch"], loc["f"], loc["i"]
+        where = f"model layer {i} ({yaml_name}, args {list(args)})"
         try:
             c1 = ch[f]
-        except IndexError:
+        except (IndexError, TypeError):
             raise LayerArgumentError(f"{where}: 'from' index {f} does not refer to an earlier layer.") from None
+        args = list(args)
+        fixed = []
+        if spec.channels == "out":
+            if not args:
+                raise LayerArgumentError(f"{where}: {spec.name} takes its output channel count as the first YAML "
+                                         "arg, e.g. [-1, 1, {0}, [256]].".format(yaml_name))
+            c2 = args.pop(0)
+            if isinstance(c2, int) and not isinstance(c2, bool) and c2 != loc["nc"]:
+                c2 = _scaled(tasks, c2, loc["width"], loc["max_channels"])
+            built = state["built"].setdefault(i, 0) if state else 0
+            if state:
+                state["built"][i] += 1
+            fixed = [c2]
+            if built:  # n > 1 without repeats=True: a chain, c2 -> c2 after the first
+                c1 = c2
+        if spec.repeats:
+            n = state["n"].get(i, 1) if state else 1
+            fixed.append(max(round(n * loc["depth"]), 1) if n > 1 else n)
+        args, extra, note = _resolve_args(tasks, spec, yaml_name, c1, args, loc, where)
+        kwargs = {**extra, **kwargs}
         try:
-            return cls(c1, *args, **kwargs)
-        except LayerArgumentError as e:
+            module = cls(c1, *fixed, *args, **kwargs)
+        except (LayerArgumentError, TypeError, ValueError) as e:
             raise LayerArgumentError(f"{where}: {e}") from None
+        reason = _implausible(spec, c1, [*fixed, *args], kwargs)
+        if reason:
+            first = args[0] if args else None
+            fix = (f"if {first} is a channel count, drop it (input channels are filled in)"
+                   if isinstance(first, int) and not isinstance(first, bool) else
+                   "see 'yolo-attn layers' for the arguments")
+            raise LayerArgumentError(f"{where}: {reason} for input channels c1={c1}; {fix}.")
+        if note and not (state and i in state["noted"]):
+            if state:
+                state["noted"].add(i)
+            _log(f"yolo_attn: model layer {i}: {note}")
+        bound = _bind(spec, c1, [*fixed, *args], kwargs) or {}
+        module.yolo_attn_args = {k: v for k, v in bound.items() if isinstance(v, (int, float, bool, str, type(None)))}
+        if spec.channels == "out":
+            _set_local(frame, "c2", fixed[0])  # parse_model appends c2 to ch after this call
+        return module
 
-    entry = type(name, (cls,), {"__new__": __new__, "__module__": "yolo_attn", "__doc__": cls.__doc__})
-    entry.__qualname__ = name
+    entry = type(yaml_name, (cls,), {"__new__": __new__, "__module__": "yolo_attn", "__doc__": cls.__doc__})
+    entry.__qualname__ = yaml_name
     entry._yolo_attn_layer = cls
+    entry._yolo_attn_spec = spec
     return entry
 
 
-def _check_inputs(rows: list) -> None:
-    """Our layers take one input; parse_model would fail on ``ch[f]`` with a bare TypeError for a list."""
+# ----------------------------------------------------------------------------------------------------------------------
+# the parse_model wrapper (fact 3)
+# ----------------------------------------------------------------------------------------------------------------------
+def _rows(d: dict) -> list:
+    return list(d.get("backbone") or []) + list(d.get("head") or [])
+
+
+def _import_declared(d: dict) -> None:
+    """Import the modules a model YAML lists under ``imports:`` (they register their layers as they import)."""
+    names = d.get("imports") or []
+    if isinstance(names, str):
+        names = [names]
+    if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) for n in names):
+        raise LayerArgumentError(f"the model YAML's 'imports:' must be a list of module names, got {names!r}.")
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except Exception as e:
+            raise ImportError(f"the model YAML's 'imports:' lists '{name}', which could not be imported ({e!r}); "
+                              "it must be importable (installed, or on PYTHONPATH) wherever the model is built.") from e
+
+
+def _check_rows(rows: list) -> None:
+    """Rows of registered layers that parse_model itself would crash on, before our layer sees them: several
+    inputs (``ch[f]`` with a list), args that are not a list (``*args``), or a string that is neither a name nor a
+    Python literal (parse_model runs ``ast.literal_eval`` on string args and only suppresses ValueError)."""
     for i, row in enumerate(rows):
-        if len(row) > 3 and row[2] in _registered and not isinstance(row[0], int):
-            name, f = row[2], row[0]
+        if len(row) < 4 or not isinstance(row[2], str) or row[2] not in _installed:
+            continue
+        f, name, args = row[0], row[2], row[3]
+        if not isinstance(f, int):
             raise LayerArgumentError(
-                f"model layer {i} ({name}, args {row[3]}): {name} takes one input but 'from' is {f!r}; concatenate "
+                f"model layer {i} ({name}, args {args}): {name} takes one input but 'from' is {f!r}; concatenate "
                 f"first ([{f!r}, 1, Concat, [1]]) and feed the Concat to {name} with 'from' -1."
             )
-    _check_args(rows)
-
-
-def _check_args(rows: list) -> None:
-    """Rows of our layers whose args parse_model itself would crash on, before our layer sees them: args that are not
-    a list (``*args`` TypeError), or a string that is neither a name nor a Python literal (parse_model runs
-    ``ast.literal_eval`` on string args and only suppresses ValueError: ``''`` or ``'a b'`` is a bare SyntaxError)."""
-    import ast
-
-    for i, row in enumerate(rows):
-        if len(row) < 4 or row[2] not in _registered:
-            continue
-        name, args = row[2], row[3]
         if not isinstance(args, list):
             raise LayerArgumentError(
                 f"model layer {i} ({name}, args {args!r}): the args must be a list, e.g. [-1, 1, {name}, []]."
@@ -156,6 +337,57 @@ def _check_args(rows: list) -> None:
                     f"model layer {i} ({name}, args {args}): argument {a!r} is neither a number nor a name; write "
                     "plain integers (see 'yolo-attn layers')."
                 ) from None
+
+
+def _known_to_ultralytics(tasks, name: str) -> bool:
+    if name.startswith("nn."):
+        return hasattr(nn, name[3:])
+    if name.startswith("torchvision.ops."):
+        return True
+    return name in vars(tasks)
+
+
+def _unknown_layer(tasks, name: str, i: int) -> UnknownLayerError:
+    ultralytics_names = [k for k, v in vars(tasks).items() if isinstance(v, type) and issubclass(v, nn.Module)]
+    hint = suggest(name, extra=ultralytics_names)
+    return UnknownLayerError(
+        f"model layer {i} names '{name}', which is neither an Ultralytics module nor a registered layer "
+        f"(registered: {', '.join(registered()) or 'none'})."
+        + (f" Did you mean {' or '.join(hint)}?" if hint else "")
+        + f" If '{name}' is your own module, register it with @yolo_attn.register_module and make its module "
+        "importable where the model is built: list it under 'imports:' in the model YAML, in YOLO_ATTN_IMPORTS, or "
+        "as a 'yolo_attn.modules' entry point."
+    )
+
+
+def _checked_parse_model(original):
+    codes = {getattr(original, "__code__", None), getattr(inspect.unwrap(original), "__code__", None)} - {None}
+
+    def parse_model(d, ch, verbose=True):
+        _autoload.flush()  # hooks of modules a circular import caught half-initialised
+        _import_declared(d)
+        tasks = sys.modules["ultralytics.nn.tasks"]
+        rows = _rows(d)
+        for i, row in enumerate(rows):
+            if len(row) > 2 and isinstance(row[2], str) and not _known_to_ultralytics(tasks, row[2]):
+                raise _unknown_layer(tasks, row[2], i)
+        _check_rows(rows)
+        state = {"codes": codes, "n": {}, "built": {}, "noted": set()}
+        repeated = [i for i, row in enumerate(rows) if len(row) > 3 and isinstance(row[2], str)
+                    and (lookup(row[2]) is not None and lookup(row[2]).repeats and row[2] in _installed)]
+        if repeated:  # repeats=True: the count goes to the constructor, parse_model builds the layer once
+            nb = len(d.get("backbone") or [])
+            d = {**d, "backbone": [list(r) for r in d.get("backbone") or []], "head": [list(r) for r in d.get("head") or []]}
+            for i in repeated:
+                row = d["backbone"][i] if i < nb else d["head"][i - nb]
+                state["n"][i], row[1] = row[1], 1
+        token = _parsing.set(state)
+        try:
+            return original(d, ch, verbose)
+        finally:
+            _parsing.reset(token)
+
+    return parse_model
 
 
 def _patch(owner, name: str, make):
@@ -177,28 +409,6 @@ def _wrap_parse_model(tasks) -> None:
     _patch(tasks, "parse_model", _checked_parse_model)
 
 
-def _checked_parse_model(original):
-    def parse_model(d, ch, verbose=True):
-        _autoload.flush()  # hooks of modules a circular import caught half-initialised
-        rows = list(d.get("backbone", [])) + list(d.get("head", []))
-        _check_inputs(rows)
-        try:
-            return original(d, ch, verbose)
-        except KeyError as e:
-            name = e.args[0] if e.args else None
-            hits = [i for i, row in enumerate(rows) if len(row) > 2 and row[2] == name]
-            if not hits or isinstance(e, UnknownLayerError):
-                raise
-            raise UnknownLayerError(
-                f"model layer {hits[0]} names '{name}', which is neither an Ultralytics module nor a registered "
-                f"yolo_attn layer (registered: {', '.join(registered()) or 'none'}). Check the spelling in the "
-                f"YAML; if '{name}' is a yolo_attn layer, make sure the plugin is installed and not disabled "
-                "(YOLO_ATTN_AUTOLOAD=0 needs an explicit 'import yolo_attn', or use the 'yolo-attn' command)."
-            ) from None
-
-    return parse_model
-
-
 def _wrap_fuse(tasks) -> None:
     """Make ``BaseModel.fuse`` (called by val, predict, export) also fold the BatchNorms inside our layers. Idempotent.
 
@@ -207,8 +417,6 @@ def _wrap_fuse(tasks) -> None:
     SHSA's Conv+BN pairs, SHSA's GroupNorm affine), so that summary counts the folded parameters, then runs the
     original unchanged. Folding twice is a no-op; a model without our layers is untouched.
     """
-    from .layers import fuse_layers
-
     def make(original):
         def fuse(self, *args, **kwargs):
             fuse_layers(self)
@@ -243,15 +451,33 @@ def build_model(cfg, scale: str | None = None, verbose: bool = False) -> nn.Modu
     return cls(d, verbose=verbose)
 
 
-def _shipped_for(path) -> Path | None:
-    """The shipped config standing for ``path`` when neither it nor its scale-less name exists locally."""
-    from .configs import shipped_configs, unscaled
+_config_resolvers: list[Callable[[str], dict | None]] = []
+_load_aligners: list[Callable[[nn.Module, nn.Module], nn.Module | None]] = []
 
-    path = Path(path)
-    unified = Path(unscaled(str(path)))  # yolov8s-lska.yaml -> yolov8-lska.yaml
-    if path.exists() or unified.exists() or len(path.parts) > 1:
+
+def add_config_resolver(resolver: Callable[[str], dict | None]) -> None:
+    """Let ``resolver(name)`` supply the model dict of a config name that is no local file (fact 5); it returns None
+    for names it does not know. Resolvers are asked in the order they were added."""
+    if resolver not in _config_resolvers:
+        _config_resolvers.append(resolver)
+
+
+def add_load_aligner(aligner: Callable[[nn.Module, nn.Module], nn.Module | None]) -> None:
+    """Let ``aligner(model, source)`` give ``BaseModel.load`` a view of a checkpoint model laid out like ``model``
+    when either holds registered layers (fact 7); it returns None when it cannot pair them."""
+    if aligner not in _load_aligners:
+        _load_aligners.append(aligner)
+
+
+def _resolve_config(path) -> dict | None:
+    text = str(path)
+    if Path(text).exists():
         return None
-    return shipped_configs().get(unified.name)
+    for resolver in _config_resolvers:
+        d = resolver(text)
+        if d is not None:
+            return d
+    return None
 
 
 def _wrap_torch_safe_load(tasks) -> None:
@@ -272,10 +498,9 @@ def _wrap_yaml_model_load(tasks) -> None:
     def make(original):
         def yaml_model_load(path):
             _autoload.flush()
-            shipped = _shipped_for(path)
-            if shipped is None:
+            d = _resolve_config(path)
+            if d is None:
                 return original(path)
-            d = original(shipped)
             d["scale"] = tasks.guess_model_scale(path)  # from the requested name, as for stock configs
             d["yaml_file"] = str(path)
             return d
@@ -314,12 +539,6 @@ def _square_inputs(model):
         yield
     finally:
         _square.reset(token)
-
-
-def _log(message: str) -> None:
-    from ultralytics.utils import LOGGER
-
-    LOGGER.info(message)
 
 
 def _square_dataset(module) -> None:
@@ -397,16 +616,13 @@ def _wrap_load(tasks) -> None:
     Relied on (8.1.47 to 8.4.190): ``load(weights, verbose)`` takes a checkpoint dict (``ema`` else ``model``) or a
     model, and reads only the source model's state_dict, attributes and layer list; the trainer's ``pretrained=``
     and ``Model.load`` both end in it (via ``get_model(cfg, weights)``)."""
-    ours = tuple(LAYERS.values())
-
     def make(original):
         def load(self, weights, verbose=True):
             source = (weights.get("ema") or weights.get("model")) if isinstance(weights, dict) else weights
             lists = [getattr(net, "model", None) for net in ((self, source) if isinstance(source, nn.Module) else ())]
+            ours = tuple(spec.cls for spec in REGISTRY.values())
             if any(isinstance(m, ours) for x in lists if isinstance(x, (nn.Sequential, nn.ModuleList)) for m in x):
-                from .transfer import aligned_source
-
-                view = aligned_source(self, source)
+                view = next((v for v in (a(self, source) for a in _load_aligners) if v is not None), None)
                 if view is not None:
                     if verbose:
                         from ultralytics.utils import LOGGER
@@ -422,32 +638,41 @@ def _wrap_load(tasks) -> None:
     _patch(tasks.BaseModel, "load", make)
 
 
-def register() -> tuple[str, ...]:
-    """Make CGA, FLA, LSKA and SHSA usable as layer names in Ultralytics model YAMLs. Idempotent.
-
-    A name Ultralytics itself already defines is left alone (with a warning) and not returned.
-
-    Returns:
-        The names registered by yolo_attn.
-    """
-    global _registered
-    tasks = importlib.import_module("ultralytics.nn.tasks")  # also while that module is still being imported
-
+def _install(tasks, spec: LayerSpec) -> None:
+    """Put a registered layer's YAML names into the ``tasks`` namespace and its classes into torch's safe globals."""
     with _lock:
-        names = []
-        for name, cls in LAYERS.items():
-            current = tasks.__dict__.get(name)
-            if current is not None and getattr(current, "_yolo_attn_layer", None) is not cls:
+        for yaml_name in spec.names:
+            current = vars(tasks).get(yaml_name)
+            ours = getattr(current, "_yolo_attn_spec", None)
+            if current is not None and ours is None:
                 warnings.warn(
-                    f"yolo_attn: Ultralytics already defines '{name}'; keeping Ultralytics' version. Use "
-                    f"yolo_attn.{name} from Python if you need ours.",
+                    f"yolo_attn: Ultralytics already defines '{yaml_name}'; keeping Ultralytics' version (the YAML "
+                    f"name '{yaml_name}' means Ultralytics' module). Register {spec.cls.__qualname__} under another "
+                    f"name, or use it from Python.",
                     RuntimeWarning,
-                    stacklevel=2,
+                    stacklevel=3,
                 )
                 continue
-            if current is None:
-                setattr(tasks, name, _yaml_entry(cls))
-            names.append(name)
+            if current is None or ours is not spec:
+                entry = _yaml_entry(spec, yaml_name)
+                setattr(tasks, yaml_name, entry)
+                _installed[yaml_name] = entry
+        if hasattr(torch.serialization, "add_safe_globals"):  # torch >= 2.4
+            torch.serialization.add_safe_globals(list(spec.safe_globals))
+
+
+def register() -> tuple[str, ...]:
+    """Make every registered layer usable as a layer name in Ultralytics model YAMLs. Idempotent.
+
+    Also imports the user's modules named in ``YOLO_ATTN_IMPORTS`` and the ``yolo_attn.modules`` entry points
+    (:func:`yolo_attn.layers.registry.discover`); layers registered later are installed as they register. A name
+    Ultralytics itself already defines is left alone (with a warning) and not returned.
+
+    Returns:
+        The names registered by yolo_attn (main names, without aliases).
+    """
+    tasks = importlib.import_module("ultralytics.nn.tasks")  # also while that module is still being imported
+    with _lock:
         _wrap_parse_model(tasks)
         _wrap_fuse(tasks)
         _wrap_load(tasks)
@@ -455,12 +680,21 @@ def register() -> tuple[str, ...]:
         _wrap_torch_safe_load(tasks)
         for module, patch in _SQUARE_PATCHES.items():
             _autoload.when_imported(module, patch)
-        if not _registered and hasattr(torch.serialization, "add_safe_globals"):  # torch >= 2.4; once per process
-            torch.serialization.add_safe_globals(list(SAFE_GLOBALS))
-        _registered = tuple(names)
-    return _registered
+        global _subscribed
+        if not _subscribed:
+            _subscribed = True
+            subscribe(lambda spec: _install(tasks, spec))
+        else:
+            for spec in list(REGISTRY.values()):
+                _install(tasks, spec)
+    discover()
+    return registered()
 
 
 def registered() -> tuple[str, ...]:
-    """Names registered so far (empty before :func:`register` ran)."""
-    return _registered
+    """Names of the registered layers now resolvable by Ultralytics (empty before :func:`register` ran)."""
+    tasks = sys.modules.get("ultralytics.nn.tasks")
+    if tasks is None:
+        return ()
+    return tuple(name for name, spec in REGISTRY.items()
+                 if getattr(vars(tasks).get(name), "_yolo_attn_spec", None) is spec)

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from .configs import _absolute
+from .integration import add_load_aligner
 
 __all__ = ["transfer", "TransferReport", "match_layers", "aligned_source", "source_layers"]
 
@@ -319,3 +320,6 @@ def transfer(model: nn.Module, ckpt: Any, verbose: bool = False) -> TransferRepo
     if verbose:
         print(report)
     return report
+
+
+add_load_aligner(aligned_source)  # BaseModel.load pairs checkpoint layers by structure when ours are involved

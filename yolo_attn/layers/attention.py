@@ -32,6 +32,7 @@ forward (process-wide, not thread-local); the fast path pays nothing else for it
 from __future__ import annotations
 
 import contextlib
+import contextvars
 
 import torch
 import torch.nn.functional as F
@@ -62,23 +63,23 @@ forward alone is ~7× faster). Larger problems (e.g. batch 16 at P3) still go th
 CHUNK_BYTES = 4 * 1024 * 1024
 """Score bytes per query block of :func:`chunked_attention` (all batch entries together); about one L2/L3 slice."""
 
-_TEXTBOOK = False
+_TEXTBOOK: contextvars.ContextVar[bool] = contextvars.ContextVar("yolo_attn_textbook", default=False)
+"""Per thread (and per asyncio task): a ``with textbook():`` in one thread leaves layers in other threads alone."""
 
 
 @contextlib.contextmanager
 def textbook(enabled: bool = True):
     """Run every yolo_attn layer in its textbook formulation inside the ``with`` block (nesting restores)."""
-    global _TEXTBOOK
-    previous, _TEXTBOOK = _TEXTBOOK, bool(enabled)
+    token = _TEXTBOOK.set(bool(enabled))
     try:
         yield
     finally:
-        _TEXTBOOK = previous
+        _TEXTBOOK.reset(token)
 
 
 def textbook_enabled() -> bool:
-    """True inside ``with textbook():``."""
-    return _TEXTBOOK
+    """True inside ``with textbook():`` (in this thread or task)."""
+    return _TEXTBOOK.get()
 
 
 def explicit_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float, bias=None) -> torch.Tensor:

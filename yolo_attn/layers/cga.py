@@ -42,6 +42,7 @@ from torch import nn
 from ._checks import LayerArgumentError, check_divisible, check_int, check_odd_kernel
 from .attention import channels_first_attention, textbook_enabled
 from .conv_bn import ConvBN
+from .registry import OfficialName, register_module
 
 __all__ = ["CGA", "CascadedGroupAttention", "LocalWindowAttention"]
 
@@ -193,11 +194,12 @@ class CGA(nn.Module):
         window (int): Window side (tokens); maps are padded to multiples of it.
         kernel (int): Depthwise kernel on the queries.
 
+    YAML row: ``[-1, 1, CGA, [4, 16, 7, 5]]`` (num_heads, key_dim, window, kernel; all optional)
+
     Examples:
         >>> m = CGA(64)
         >>> m(torch.randn(2, 64, 20, 15)).shape
         torch.Size([2, 64, 20, 15])
-        YAML: ``[-1, 1, CGA, [4, 16, 7, 5]]`` (num_heads, key_dim, window, kernel; all optional)
     """
 
     def __init__(self, c1: int, num_heads: int = 4, key_dim: int = 16, window: int = 7, kernel: int = 5):
@@ -218,5 +220,68 @@ class CGA(nn.Module):
             kernels=[kernel] * num_heads,
         )
 
+    def extra_repr(self) -> str:
+        """The resolved arguments, c1 included (read from the modules, so checkpoints of any release show them)."""
+        lwa, cga = self.attn, self.attn.attn
+        dw = cga.dws[0]
+        kernel = (dw.c if isinstance(dw, ConvBN) else dw).kernel_size[0]
+        return (f"c1={lwa.dim}, num_heads={lwa.num_heads}, key_dim={cga.key_dim}, window={lwa.window_resolution}, "
+                f"kernel={kernel}")
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.attn(x)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# registry declaration
+# ----------------------------------------------------------------------------------------------------------------------
+def _cga_plausible(c1: int, kw: dict) -> str | None:
+    width = c1 // kw["num_heads"]
+    if width < 4:
+        return f"num_heads={kw['num_heads']} gives heads of {c1 / kw['num_heads']:g} channels (fewer than 4)"
+    return None
+
+
+def _official_cga(given: dict, window_key: str) -> dict:
+    """``CascadedGroupAttention``/``LocalWindowAttention`` arguments (official names) as CGA's."""
+    ours = {k: given[k] for k in ("key_dim", "num_heads") if k in given}
+    if window_key in given:
+        ours["window"] = given[window_key]
+    if "kernels" in given:
+        kernels = given["kernels"]
+        kernels = list(kernels) if isinstance(kernels, (list, tuple)) else [kernels]
+        if len(set(kernels)) != 1:
+            raise LayerArgumentError(
+                f"kernels={kernels}: CGA uses one query kernel for every head; write a single size, e.g. [{kernels[0]}]."
+            )
+        ours["kernel"] = kernels[0]
+    if "attn_ratio" in given:
+        dim, ratio = given.get("dim"), given["attn_ratio"]
+        heads, key_dim = given.get("num_heads", 8), given.get("key_dim", 16)
+        if dim is None or abs(ratio * key_dim * heads - dim) > 1e-6:
+            raise LayerArgumentError(
+                f"attn_ratio={ratio}: CGA sets each head's value channels to c1 / num_heads (the cascade needs "
+                f"attn_ratio * key_dim * num_heads = dim), and attn_ratio={ratio} with key_dim={key_dim}, "
+                f"num_heads={heads} does not give dim={dim}; leave attn_ratio out."
+            )
+    return ours
+
+
+_CGA_PARAMS = ("dim", "key_dim", "num_heads", "attn_ratio", "resolution")
+register_module(
+    CGA,
+    pickled=(LocalWindowAttention, CascadedGroupAttention, ConvBN),
+    official={
+        # resolution: CascadedGroupAttention attends over a resolution × resolution map (our window);
+        # LocalWindowAttention windows at window_resolution and does not use resolution for the attention.
+        "CascadedGroupAttention": OfficialName((*_CGA_PARAMS, "kernels"), lambda g: _official_cga(g, "resolution")),
+        "LocalWindowAttention": OfficialName((*_CGA_PARAMS, "window_resolution", "kernels"),
+                                             lambda g: _official_cga(g, "window_resolution")),
+    },
+    defaults=lambda grid: [4, 16, 7, 5],
+    plausible=_cga_plausible,
+    summary="Cascaded Group Attention in local windows (residual)",
+    paper="EfficientViT, CVPR 2023",
+    reference="microsoft/Cream `EfficientViT/downstream/efficientvit.py` `LocalWindowAttention`",
+    builtin=True,
+)

@@ -40,6 +40,7 @@ from torch import nn
 
 from ._checks import LayerArgumentError, check_divisible, check_int, check_odd_kernel
 from .attention import textbook_enabled
+from .registry import OfficialName, register_module
 
 __all__ = ["FLA", "FocusedLinearAttention", "focused_kernel"]
 
@@ -154,11 +155,12 @@ class FLA(nn.Module):
             is still resized when the side differs from ``window`` (Ultralytics builds every model with a 256×256
             probe, where P5 is 8×8). Default False: any H×W.
 
+    YAML row: ``[-1, 1, FLA, [8, 20, 3, 5]]`` (num_heads, window, focusing_factor, kernel_size, fixed; all optional)
+
     Examples:
         >>> m = FLA(128, num_heads=8, window=20)
         >>> m(torch.randn(1, 128, 20, 15)).shape
         torch.Size([1, 128, 20, 15])
-        YAML: ``[-1, 1, FLA, [8, 20, 3, 5]]`` (num_heads, window, focusing_factor, kernel_size, fixed; all optional)
     """
 
     def __init__(self, c1: int, num_heads: int = 8, window: int = 20, focusing_factor: int = 3, kernel_size: int = 5,
@@ -178,6 +180,12 @@ class FLA(nn.Module):
             c1, (window, window), num_heads, focusing_factor=focusing_factor, kernel_size=kernel_size
         )
 
+    def extra_repr(self) -> str:
+        """The resolved arguments, c1 included (read from the modules, so checkpoints of any release show them)."""
+        a = self.attn
+        return (f"c1={a.dim}, num_heads={a.num_heads}, window={a.window_size[0]}, "
+                f"focusing_factor={a.focusing_factor}, kernel_size={a.dwc.kernel_size[0]}, fixed={self.fixed}")
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.fixed and x.shape[-2] != x.shape[-1]:
             raise ValueError(
@@ -187,3 +195,47 @@ class FLA(nn.Module):
                 f"FLA works at any HxW."
             )
         return x + self.attn(x)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# registry declaration
+# ----------------------------------------------------------------------------------------------------------------------
+def _heads_plausible(c1: int, kw: dict) -> str | None:
+    if c1 // kw["num_heads"] < 4:
+        return f"num_heads={kw['num_heads']} gives heads of {c1 / kw['num_heads']:g} channels (fewer than 4)"
+    return None
+
+
+def _official_fla(given: dict) -> dict:
+    """``FocusedLinearAttention(dim, window_size, num_heads, qkv_bias, qk_scale, attn_drop, proj_drop,
+    focusing_factor, kernel_size)`` arguments as FLA's. ``qk_scale`` and ``attn_drop`` are unused by the official
+    module (it learns its own scale and never applies its attention dropout), so any value is honoured."""
+    ours = {k: given[k] for k in ("num_heads", "focusing_factor", "kernel_size") if k in given}
+    if "window_size" in given:
+        size = given["window_size"]
+        sides = list(size) if isinstance(size, (list, tuple)) else [size, size]
+        if len(sides) != 2 or sides[0] != sides[1]:
+            raise LayerArgumentError(f"window_size={size}: FLA's positional-encoding grid is square; write one side, "
+                                     f"e.g. {sides[0]}.")
+        ours["window"] = sides[0]
+    if given.get("qkv_bias", True) is not True:
+        raise LayerArgumentError("qkv_bias=False: FLA always has a qkv bias (the official default); leave it out.")
+    if given.get("proj_drop", 0) not in (0, 0.0):
+        raise LayerArgumentError(f"proj_drop={given['proj_drop']}: FLA has no output dropout; leave it out.")
+    return ours
+
+
+register_module(
+    FLA,
+    pickled=(FocusedLinearAttention,),
+    official={"FocusedLinearAttention": OfficialName(
+        ("dim", "window_size", "num_heads", "qkv_bias", "qk_scale", "attn_drop", "proj_drop", "focusing_factor",
+         "kernel_size"), _official_fla)},
+    defaults=lambda grid: [8, grid or 20, 3, 5],  # window = the map's native grid
+    plausible=_heads_plausible,
+    summary="Focused Linear Attention (residual)",
+    paper="FLatten Transformer, ICCV 2023",
+    reference="LeapLabTHU/FLatten-Transformer `models/flatten_swin.py` `FocusedLinearAttention`",
+    textbook_bytes=lambda c, side, batch, train: batch * 8 * (side * side) ** 2 * 4 * (3 if train else 2),
+    builtin=True,
+)

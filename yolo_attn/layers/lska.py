@@ -25,6 +25,7 @@ from torch import nn
 
 from ._checks import check_choice, check_int
 from .attention import textbook_enabled
+from .registry import register_module
 
 __all__ = ["LSKA", "LSKA_KERNELS"]
 
@@ -46,11 +47,12 @@ class LSKA(nn.Module):
         c1 (int): Input channels (filled in from the model YAML); output channels are the same.
         k_size (int): Equivalent large kernel, one of 7, 11, 23, 35, 41, 53.
 
+    YAML row: ``[-1, 1, LSKA, [23]]``
+
     Examples:
         >>> m = LSKA(64, k_size=23)
         >>> m(torch.randn(1, 64, 20, 20)).shape
         torch.Size([1, 64, 20, 20])
-        YAML: ``[-1, 1, LSKA, [23]]``
     """
 
     def __init__(self, c1: int, k_size: int = 7):
@@ -65,6 +67,10 @@ class LSKA(nn.Module):
         self.conv_spatial_v = nn.Conv2d(c1, c1, (ks, 1), padding=(ps, 0), groups=c1, dilation=d)
         self.conv1 = nn.Conv2d(c1, c1, 1)
 
+    def extra_repr(self) -> str:
+        """The resolved arguments, c1 included."""
+        return f"c1={self.conv1.in_channels}, k_size={self.k_size}"
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         u = x.clone() if textbook_enabled() else None  # the official form's defensive clone, taken first as there
         attn = self.conv0v(self.conv0h(x))  # local separable k0×k0
@@ -75,3 +81,33 @@ class LSKA(nn.Module):
         if attn.requires_grad or x.requires_grad or torch.jit.is_tracing():
             return x * attn  # gate (autograd needs attn unmodified)
         return attn.mul_(x)  # gate, in place into conv1's fresh output
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# registry declaration
+# ----------------------------------------------------------------------------------------------------------------------
+_LSKA_BY_GRID = ((20, 23), (40, 41))  # map side (at 640: P5 20, P4 40) -> smallest kernel covering it; larger: 53
+
+
+def _lska_defaults(grid: int | None) -> list:
+    """The smallest kernel covering the map (23 at P5, 41 at P4, 53 at P3 of a 640 input); 23 when unknown."""
+    if grid is None:
+        return [23]
+    return [next((k for side, k in _LSKA_BY_GRID if grid <= side), 53)]
+
+
+def _lska_plausible(c1: int, kw: dict) -> str | None:
+    if kw["k_size"] not in LSKA_KERNELS:
+        return f"k_size={kw['k_size']} is not one of {', '.join(map(str, LSKA_KERNELS))}"
+    return None
+
+
+register_module(
+    LSKA,
+    defaults=_lska_defaults,
+    plausible=_lska_plausible,
+    summary="Large Separable Kernel Attention (gating `x * attn`)",
+    paper="LSKA, ESWA 2024",
+    reference="StevenLauHKHK/Large-Separable-Kernel-Attention `models/van.py` `LSKA`",
+    builtin=True,
+)

@@ -24,6 +24,7 @@ from torch import nn
 from ._checks import LayerArgumentError, check_int
 from .attention import channels_first_attention
 from .conv_bn import ConvBN
+from .registry import OfficialName, register_module
 
 __all__ = ["SHSA", "SingleHeadSelfAttention"]
 
@@ -76,11 +77,12 @@ class SHSA(nn.Module):
         qk_dim (int): Query/key channels.
         pdim (int | None): Channels that take part in attention, 1..c1; default ``max(c1 // 4, 1)``.
 
+    YAML row: ``[-1, 1, SHSA, [16, 64]]`` (qk_dim, pdim; both optional)
+
     Examples:
         >>> m = SHSA(256)
         >>> m(torch.randn(1, 256, 20, 20)).shape
         torch.Size([1, 256, 20, 20])
-        YAML: ``[-1, 1, SHSA, [16, 64]]`` (qk_dim, pdim; both optional)
     """
 
     def __init__(self, c1: int, qk_dim: int = 16, pdim: int | None = None):
@@ -97,5 +99,33 @@ class SHSA(nn.Module):
             )
         self.attn = SingleHeadSelfAttention(c1, qk_dim, pdim)
 
+    def extra_repr(self) -> str:
+        """The resolved arguments, c1 included."""
+        return f"c1={self.attn.dim}, qk_dim={self.attn.qk_dim}, pdim={self.attn.pdim}"
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.attn(x)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# registry declaration
+# ----------------------------------------------------------------------------------------------------------------------
+def _shsa_plausible(c1: int, kw: dict) -> str | None:
+    if kw["qk_dim"] > max(c1 // 2, 16):
+        return f"qk_dim={kw['qk_dim']} is wider than half the input channels (c1={c1}; SHViT uses 16)"
+    return None
+
+
+register_module(
+    SHSA,
+    pickled=(SingleHeadSelfAttention, ConvBN),
+    official={"SingleHeadSelfAttention": OfficialName(("dim", "qk_dim", "pdim"), lambda g: {
+        k: g[k] for k in ("qk_dim", "pdim") if k in g})},
+    defaults=lambda grid: [16],
+    plausible=_shsa_plausible,
+    summary="Single-Head Self-Attention (residual)",
+    paper="SHViT, CVPR 2024",
+    reference="ysj9909/SHViT `model/shvit.py` `SHSA`",
+    textbook_bytes=lambda c, side, batch, train: batch * (side * side) ** 2 * 4 * (3 if train else 2),
+    builtin=True,
+)
