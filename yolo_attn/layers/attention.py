@@ -25,8 +25,8 @@ the blocks stay cache-sized and allocated once per call, so the chunked form is 
 Textbook switch: inside ``with textbook():`` every layer of this package runs its plain, unoptimised formulation —
 explicit attention matrices (SHSA, CGA), a Python loop over CGA's windows, FLA in the quadratic order
 (φ(q)φ(k)ᵀ first), LSKA with the official defensive ``clone()``. The benchmark (``yolo-attn bench``) and the tests
-(``tests/test_fastpaths.py``) compare the fast paths against it. The switch is one module-level flag read once per
-forward (process-wide, not thread-local); the fast path pays nothing else for it.
+(``tests/test_fastpaths.py``) compare the fast paths against it. The switch is a context variable (per thread and asyncio
+task) read once per forward; the fast path pays nothing else for it.
 """
 
 from __future__ import annotations
@@ -161,7 +161,7 @@ def channels_first_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, 
     per problem exceeds ``CHUNK_BYTES`` otherwise goes through :func:`chunked_attention`. The textbook switch and
     tracing fall back to :func:`explicit_attention`.
     """
-    if _TEXTBOOK or torch.jit.is_tracing():
+    if _TEXTBOOK.get() or torch.jit.is_tracing():
         return explicit_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), scale, bias).transpose(1, 2)
     if _use_sdpa(q, k, v):
         return sdpa_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), scale, bias).transpose(1, 2)
