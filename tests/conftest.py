@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -17,6 +18,8 @@ import pytest
 import torch
 
 import yolo_attn
+from ultralytics import RTDETR, YOLO
+from yolo_attn.configs import dump
 from yolo_attn.layers.registry import REGISTRY, builtin_specs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -105,3 +108,53 @@ def all_layers_after(base: str) -> dict:
     for name in reversed(NAMES):
         d = insert_rows(d, name, p)  # each lands at p + 1, pushing the previous ones down (layer defaults)
     return d
+
+
+def front(name: str):
+    return RTDETR if "rtdetr" in name else YOLO
+
+
+def scaled_copy(cfg: str, dest: Path) -> Path:
+    """Copy a shipped config under a name that carries the n scale (``yolov8-cga.yaml`` -> ``yolov8n-cga.yaml``)."""
+    name = cfg.replace("yolov8-", "yolov8n-").replace("yolo11-", "yolo11n-")
+    path = dest / name
+    if cfg == "rtdetr-l-attn.yaml":
+        path.write_text(dump(all_layers_after("rtdetr-l.yaml")))
+    else:
+        shutil.copy(ROOT / "cfg" / cfg, path)
+    return path
+
+
+@torch.no_grad()
+def randomize_layers(model: torch.nn.Module, seed: int = 0, require: bool = True, calib: int = 256) -> list[int]:
+    """Give ``model`` trained-like statistics; return the indices of its yolo_attn layers.
+
+    Every parameter of the yolo_attn layers is perturbed (BatchNorm scales drawn from 0.5..1.5), then every other
+    BatchNorm of the model gets the running statistics of two random ``calib``×``calib`` images (cumulative
+    average, train mode). Without that the features of a fresh model shrink layer by layer (to ~1e-8 at P5 of
+    YOLOv8n) and the attention would see almost nothing but its biases.
+    """
+    torch.manual_seed(seed)
+    g = torch.Generator().manual_seed(seed)
+    found = []
+    for i, m in enumerate(model.model):
+        if not isinstance(m, tuple(spec.cls for spec in REGISTRY.values())):
+            continue
+        found.append(i)
+        for p in m.parameters():
+            p.add_(0.1 * torch.randn(p.shape, generator=g))
+        for bn in m.modules():
+            if isinstance(bn, torch.nn.BatchNorm2d):
+                bn.weight.copy_(0.5 + torch.rand(bn.weight.shape, generator=g))
+    assert found or not require, "no yolo_attn layer in the model"
+    ours = {id(bn) for i in found for bn in model.model[i].modules()}
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d) and id(m) not in ours]
+    for bn in bns:
+        bn.reset_running_stats()
+        bn.momentum = None  # cumulative average over the calibration batches
+    model.train()
+    model(torch.rand(2, 3, calib, calib, generator=g))
+    model.eval()
+    for bn in bns:
+        bn.momentum = 0.03  # Ultralytics' value
+    return found

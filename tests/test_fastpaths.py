@@ -16,7 +16,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import yolo_attn.layers.attention as attention
-from conftest import randomize_, rel_err
+from conftest import BUILTIN, randomize_, rel_err
 from yolo_attn.layers import CGA, FLA, LSKA, SHSA, textbook, textbook_enabled
 
 
@@ -67,6 +67,10 @@ def lska():
 
 
 FACTORIES = {"CGA": cga, "SHSA": shsa, "FLA": fla, "LSKA": lska}
+
+
+def test_every_shipped_layer_has_fast_path_tests():
+    assert set(FACTORIES) == set(BUILTIN), "a shipped layer whose fast path is not compared with its textbook form"
 # sizes: several windows with padding (CGA), off-grid and on-grid (FLA, window 8), one tiny map (FLA quadratic order)
 SIZES = {"CGA": [(15, 17), (7, 7), (3, 5)], "SHSA": [(9, 13), (1, 1)], "FLA": [(9, 13), (8, 8), (2, 1)],
          "LSKA": [(9, 13), (1, 3)]}
@@ -222,7 +226,6 @@ def test_no_token_by_token_matrix_on_the_fast_path(name):
 def test_fla_quadratic_order_only_where_cheaper():
     """2×2 map, head dim 8: N = 4 < d, so the fast path also multiplies φ(q)φ(k)ᵀ (N×N) first — and no d×d product."""
     layer = fla().eval()
-    log = op_log(layer, torch.randn(1, 16, 2, 2), False)
     shapes = []
 
     class Shapes(TorchDispatchMode):
@@ -235,7 +238,6 @@ def test_fla_quadratic_order_only_where_cheaper():
     with torch.no_grad(), Shapes():
         layer(torch.randn(1, 16, 2, 2))
     assert (4, 4) in shapes and (8, 8) not in shapes, shapes
-    assert log.largest() > 0
     shapes.clear()
     with torch.no_grad(), Shapes():
         layer(torch.randn(1, 16, 9, 13))  # N = 117 > d = 8: keys first

@@ -13,31 +13,39 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import n_params, randomize_, rel_err
+from conftest import BUILTIN, NAMES, make_layer, n_params, randomize_, rel_err
 from yolo_attn.layers import CGA, FLA, LSKA, SHSA, fuse_layers
 from yolo_attn.layers.conv_bn import ConvBN
 
 
-LAYERS = {
+SHIPPED = {
     "CGA": lambda: CGA(32, num_heads=4, key_dim=8, window=7, kernel=5),
     "SHSA": lambda: SHSA(32, qk_dim=8),
     "FLA": lambda: FLA(32, num_heads=4, window=8),
     "LSKA": lambda: LSKA(32, k_size=23),
 }
+LAYERS = {name: SHIPPED.get(name, lambda name=name: make_layer(name, 32, grid=8)) for name in NAMES}
 # folds per layer: CGA 4 heads × (qkv, dw) + proj; SHSA qkv + proj + GroupNorm affine; no BatchNorm in FLA and LSKA
 EXPECTED_FOLDS = {"CGA": 9, "SHSA": 3, "FLA": 0, "LSKA": 0}
 # parameters removed: c per BatchNorm of c channels (2·c go, the conv gains a c bias); SHSA's GroupNorm 2·pdim
 EXPECTED_DROP = {"CGA": 4 * ((2 * 8 + 8) + 8) + 32, "SHSA": (2 * 8 + 8) + 32 + 2 * 8, "FLA": 0, "LSKA": 0}
 
 
+def test_every_shipped_layer_has_its_fold_counts():
+    assert set(EXPECTED_FOLDS) == set(EXPECTED_DROP) == set(BUILTIN)
+
+
 @pytest.mark.parametrize("name", list(LAYERS))
 def test_fused_layer_matches_unfused(name):
     layer = randomize_(LAYERS[name](), seed=3).eval()
     fused = copy.deepcopy(layer)
-    assert fuse_layers(fused) == EXPECTED_FOLDS[name]
+    conv_bn = [m for m in layer.modules() if isinstance(m, ConvBN)]
+    # any other registered layer: every ConvBN inside it folds (and its fold_norm(), if it declares one)
+    assert fuse_layers(fused) == EXPECTED_FOLDS.get(name, len(conv_bn))
     assert fuse_layers(fused) == 0  # idempotent
     assert not any(isinstance(m, (ConvBN, nn.BatchNorm2d)) for m in fused.modules())
-    assert n_params(layer) - n_params(fused) == EXPECTED_DROP[name]
+    drop = sum(m.bn.num_features for m in conv_bn)  # per BatchNorm of c channels: 2c go, the conv gains a c bias
+    assert n_params(layer) - n_params(fused) == EXPECTED_DROP.get(name, drop)
     g = torch.Generator().manual_seed(4)
     for size in [(14, 21), (9, 13), (8, 8), (1, 1)]:
         x = torch.randn(2, 32, *size, generator=g)

@@ -1,4 +1,4 @@
-"""Hostile and sloppy model YAML rows for the four layers (property-based, hypothesis).
+"""Hostile and sloppy model YAML rows for every registered layer (property-based, hypothesis).
 
 Any parse-able row must give either a working model whose layer keeps the channels, or ONE clear error that names
 the layer (``model layer i (NAME, args [...]): ...``) — never a hang, a crash deep in torch, or wrong channels.
@@ -16,9 +16,9 @@ from hypothesis import strategies as st
 
 from conftest import NAMES, run_py
 
-import yolo_attn  # noqa: F401  (registers the layers)
-from yolo_attn import LAYERS, LayerArgumentError
+from yolo_attn import LayerArgumentError
 from yolo_attn.integration import build_model
+from yolo_attn.layers.registry import REGISTRY
 
 C1 = 32  # channels into the layer under test
 INDEX = 2  # its row in the model below
@@ -35,14 +35,15 @@ scalars = st.one_of(
     st.sampled_from(["7", "nc", "23", "-1", "1e9", "None", "[4]", "x", "(4, 16)"]),
 )
 hostile = st.one_of(st.lists(st.one_of(scalars, st.lists(scalars, max_size=3)), max_size=6), scalars)
-VALID = {"CGA": [4, 16, 7, 5], "FLA": [8, 20, 3, 5], "LSKA": [23], "SHSA": [16, 8]}  # for c1 = 32
+SAME = [n for n in NAMES if REGISTRY[n].channels == "same"]  # layers that keep the channels
+VALID = {n: REGISTRY[n].default_args(20) for n in SAME}  # per-map defaults, e.g. CGA [4, 16, 7, 5], LSKA [23]
 
 
 @st.composite
 def rows(draw):
     """(name, args, n): a valid prefix of the layer's args (defaults fill the rest), the same with one value
     replaced by anything, or anything at all — so that models that build are drawn as well as errors."""
-    name = draw(st.sampled_from(NAMES))
+    name = draw(st.sampled_from(SAME))
     kind = draw(st.sampled_from(["valid", "one-off", "one-off", "hostile"]))
     if kind == "hostile":
         args = draw(hostile)
@@ -79,7 +80,7 @@ def test_hostile_layer_rows(row):
     event(f"{name} built")
     layer = model.model[INDEX]
     blocks = list(layer) if isinstance(layer, torch.nn.Sequential) else [layer]
-    assert len(blocks) == n and all(isinstance(b, LAYERS[name]) for b in blocks)
+    assert len(blocks) == n and all(isinstance(b, REGISTRY[name].cls) for b in blocks)
     seen = {}
     layer.register_forward_hook(lambda m, a, o: seen.update(inp=a[0].shape, out=o.shape))
     model.eval()

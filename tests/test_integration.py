@@ -10,7 +10,7 @@ import torch
 
 import yolo_attn
 from yolo_attn import CGA, FLA, LSKA, SHSA
-from yolo_attn.configs import find_after_sppf, load_base
+from yolo_attn.configs import dump, find_after_sppf, load_base
 from yolo_attn.integration import UnknownLayerError
 
 from conftest import NAMES, all_layers_after, run_py
@@ -116,7 +116,7 @@ def test_every_yolov8_scale_builds_and_runs(scale):
     assert y.shape[0] == 1 and torch.isfinite(y).all()
 
 
-def test_rtdetr_builds_with_layers_after_aifi():
+def test_rtdetr_builds_with_layers_after_aifi(tmp_path):
     from ultralytics import RTDETR
 
     d = all_layers_after("rtdetr-l.yaml")
@@ -129,7 +129,10 @@ def test_rtdetr_builds_with_layers_after_aifi():
     with torch.no_grad():
         y = model(torch.zeros(1, 3, 64, 96))
     assert torch.isfinite(y[0]).all()
-    assert RTDETR  # the RTDETR front end builds through the same parse_model (exercised in test_train.py)
+    cfg = tmp_path / "rtdetr-l-attn.yaml"  # the RTDETR front end, from a file, builds the same layers
+    cfg.write_text(dump(d))
+    front = RTDETR(str(cfg)).model
+    assert [type(front.model[k]).__name__ for k in range(p + 1, p + 1 + len(NAMES))] == list(NAMES)
 
 
 STOCK = ("yolov8n.yaml", "yolo11n.yaml", "rtdetr-l.yaml", "yolov8n-seg.yaml")

@@ -12,15 +12,11 @@ import copy
 import pytest
 import torch
 
-from conftest import ROOT
-from test_export import front, randomize_layers, scaled_copy
-
-from yolo_attn import LAYERS
+from conftest import NAMES, ROOT, front, make_layer, randomize_layers, scaled_copy
 from yolo_attn.layers.fla import focused_kernel
 
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 TOL = {"fp16": 5e-3, "bf16": 3e-2}  # fp16 has 11 significant bits, bf16 8: a few roundings of each
-LAYER_ARGS = {"CGA": (4, 16, 7, 5), "FLA": (8, 20), "LSKA": (23,), "SHSA": (16, 16)}
 SHIPPED = sorted(p.name for p in (ROOT / "cfg").glob("*.yaml"))
 # Every YOLO config; RT-DETR-l (~12 s a config on 2 cores) with each layer after AIFI only: its backbone and neck
 # placements passed too (11 min in all on a loaded machine), more than the suite's time budget allows.
@@ -35,7 +31,7 @@ def rel(a: torch.Tensor, b: torch.Tensor) -> float:
 def random_layer(name: str, c1: int = 64) -> torch.nn.Module:
     """A layer with random weights and non-zero BatchNorm scales (CGA and SHSA are the identity at init), eval."""
     torch.manual_seed(0)
-    layer = LAYERS[name](c1, *LAYER_ARGS[name])
+    layer = make_layer(name, c1, grid=20)  # per-map defaults at a P5-sized map: CGA 4 heads, FLA window 20 ...
     g = torch.Generator().manual_seed(1)
     for p in layer.parameters():
         p.add_(0.1 * torch.randn(p.shape, generator=g))
@@ -51,7 +47,7 @@ def inputs(scale: float) -> torch.Tensor:
 
 @pytest.mark.parametrize("scale", [1.0, 100.0])
 @pytest.mark.parametrize("dtype", list(DTYPES))
-@pytest.mark.parametrize("name", list(LAYERS))
+@pytest.mark.parametrize("name", NAMES)
 def test_layer_in_half_precision_matches_fp32(name, dtype, scale):
     """Autocast and a cast of the whole module (``.half()`` / ``.to(torch.bfloat16)``): finite, close to fp32.
 
@@ -97,7 +93,7 @@ def test_fla_focusing_runs_in_fp32_where_fp16_overflows():
     assert y.dtype == torch.float16 and torch.isfinite(y).all()
 
 
-@pytest.mark.parametrize("name", list(LAYERS))
+@pytest.mark.parametrize("name", NAMES)
 def test_layer_follows_dtype_and_device_after_a_forward(name):
     """Run once in fp32 (fills any cache: CGA's offset index per window size), then ``.half()`` and ``.to("meta")``:
     a cached tensor left in the old dtype or on the old device would fail or mix here."""

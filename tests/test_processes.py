@@ -96,20 +96,28 @@ def test_plain_yolo_predict_with_safe_load(trained, shapes_data, tmp_path):
 
 
 def test_checkpoint_without_safe_globals_is_refused_then_accepted(trained):
-    """The allow-list matters: torch's weights_only loader rejects our classes until register() adds them."""
+    """The allow-list matters: restricted loading rejects our classes until registration adds them; then it loads."""
     code = (
-        "import torch\n"
+        "from ultralytics.nn.tasks import torch_safe_load\n"
         f"path = {str(trained)!r}\n"
-        "unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(path)\n"
-        "ours = sorted(u for u in unsafe if u.startswith('yolo_attn'))\n"
-        "print(ours)\n"
-        "import yolo_attn; yolo_attn.register()\n"
-        "from yolo_attn.integration import SAFE_GLOBALS\n"
-        "names = {f'{c.__module__}.{c.__qualname__}' for c in SAFE_GLOBALS}\n"
-        "assert set(ours) <= names, set(ours) - names\n"
+        "try:\n"
+        "    torch_safe_load(path)\n"
+        "    print('LOADED BEFORE REGISTRATION')\n"
+        "except Exception as e:\n"
+        "    print('REFUSED', type(e).__name__, 'yolo_attn.layers' in f'{e} {e.__cause__}')\n"
+        "import yolo_attn\n"
+        "ckpt = torch_safe_load(path)[0]\n"
+        "net = ckpt.get('ema') or ckpt['model']\n"
+        "print('ACCEPTED', sorted({type(m).__name__ for m in net.modules() if type(m).__module__.startswith('yolo_attn')}))\n"
     )
-    out = run_py(code, env={"YOLO_ATTN_AUTOLOAD": "0"}).stdout
-    assert "yolo_attn.layers.lska.LSKA" in out and "yolo_attn.layers.conv_bn.ConvBN" in out
+    out = run_py(code, env={"YOLO_ATTN_AUTOLOAD": "0", "ULTRALYTICS_SAFE_LOAD": "1"}).stdout.strip().splitlines()
+    refused = next(line for line in out if line.startswith(("REFUSED", "LOADED")))
+    assert refused.startswith("REFUSED") and refused.endswith("True"), out[-20:]
+    assert out[-1].startswith("ACCEPTED") and all(n in out[-1] for n in ("'CGA'", "'ConvBN'", "'LSKA'", "'SHSA'")), out
+    from yolo_attn.integration import SAFE_GLOBALS  # what registration allows: exactly the classes checkpoints hold
+
+    names = {c.__name__ for c in SAFE_GLOBALS}
+    assert {"CGA", "FLA", "LSKA", "SHSA", "ConvBN", "LocalWindowAttention", "FocusedLinearAttention"} <= names
 
 
 DDP_CHILD = """

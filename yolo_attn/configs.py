@@ -30,7 +30,7 @@ from typing import Iterable, Sequence
 
 import yaml
 
-from .integration import add_config_resolver, build_model
+from .integration import add_config_resolver, build_model, register
 from .layers.registry import REGISTRY, lookup, suggest
 
 __all__ = [
@@ -304,14 +304,12 @@ def _parse_args(text: str | None):
 
 def main(argv: list[str] | None = None) -> int:
     """``yolo-attn insert``: write BASE with a layer inserted at a placement; returns the exit code."""
-    from .layers import LAYERS
-
     ap = argparse.ArgumentParser(
         prog="yolo-attn insert",
         description="Insert an attention layer into an Ultralytics model YAML, renumbering every 'from' index.",
     )
     ap.add_argument("base", help="stock config name (yolov8.yaml, yolo11-seg.yaml, rtdetr-l.yaml) or a YAML path")
-    ap.add_argument("--layer", required=True, help=f"layer name: {', '.join(LAYERS)}")
+    ap.add_argument("--layer", required=True, help="a registered layer name (see 'yolo-attn layers')")
     ap.add_argument("--at", default="after-sppf",
                     help="after-sppf | neck | backbone | row index or comma-separated indices (default after-sppf)")
     ap.add_argument("--args", default=None,
@@ -320,18 +318,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-check", action="store_true", help="do not build the result to check it")
     a = ap.parse_args(argv)
 
-    layer = {k.upper(): k for k in LAYERS}.get(a.layer.upper())
-    if layer is None:
-        ap.error(f"unknown layer '{a.layer}': choose one of {', '.join(LAYERS)}")
+    register()  # also imports the modules of YOLO_ATTN_IMPORTS and entry points, whose layers can be inserted
+    spec = lookup(a.layer) or {k.upper(): s for k, s in REGISTRY.items()}.get(a.layer.upper())
+    if spec is None:
+        hint = suggest(a.layer)
+        ap.error(f"unknown layer '{a.layer}'" + (f" (did you mean {' or '.join(hint)}?)" if hint else "")
+                 + f": choose one of {', '.join(REGISTRY)}")
+    layer = a.layer if lookup(a.layer) else spec.name
     at = a.at
     if at not in PLACEMENTS:
         try:
             at = [int(x) for x in at.split(",")]
         except ValueError:
             ap.error(f"--at '{a.at}' is neither a placement ({', '.join(PLACEMENTS)}) nor row indices")
-    from . import register
-
-    register()
     try:
         base = load_base(a.base)
         points = placement_rows(base, at)
