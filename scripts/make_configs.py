@@ -14,8 +14,9 @@ import io
 from pathlib import Path
 
 from yolo_attn.configs import main as insert_main
+from yolo_attn.layers.registry import builtin_specs
 
-LAYERS = ("CGA", "LSKA", "FLA", "SHSA")
+LAYERS = tuple(builtin_specs())  # every shipped layer, from the registry
 PLAN = {  # file stem of the family -> (stock YAML, placements)
     "yolov8": ("yolov8.yaml", ("after-sppf", "neck", "backbone")),
     "yolo11": ("yolo11.yaml", ("after-sppf",)),

@@ -32,40 +32,33 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from .check import count_flops
+from .configs import cfg_path, insert
+from .integration import build_model, register
+from .layers.registry import REGISTRY, builtin_specs, discover, find
+
 __all__ = ["main", "LAYER_SHAPES", "run_layers", "run_models", "run_startup"]
 
 LAYER_SHAPES = {  # model: [(level, channels, side)] at 640: P3 = 640/8, P4 = 640/16, P5 = 640/32
     "n": [("P3", 64, 80), ("P4", 128, 40), ("P5", 256, 20)],
     "s": [("P3", 128, 80), ("P4", 256, 40), ("P5", 512, 20)],
 }
-LSKA_K = {"P3": 53, "P4": 41, "P5": 23}  # as in the shipped backbone/neck/after-SPPF configs
-LAYER_NAMES = ("CGA", "FLA", "LSKA", "SHSA")
+LAYER_NAMES = tuple(builtin_specs())  # the shipped layers; ``--layers`` adds registered user layers
 GiB = 1024**3
 
 
-def make_layer(name: str, c: int, side: int, level: str):
-    """The layer with the arguments the shipped configs use at that place."""
-    from .layers import CGA, FLA, LSKA, SHSA
-
-    if name == "CGA":
-        return CGA(c, 4, 16, 7, 5)
-    if name == "FLA":
-        return FLA(c, 8, side, 3, 5)  # window = the map's native grid
-    if name == "LSKA":
-        return LSKA(c, LSKA_K[level])
-    return SHSA(c, 16)
+def make_layer(name: str, c: int, side: int, level: str = ""):
+    """The layer as a YAML row at that place builds it: the registry's per-map defaults for a ``side``-wide map
+    (what the shipped configs use: CGA 4 heads, FLA window = the map's grid, LSKA 53/41/23 at P3/P4/P5, SHSA qk 16)."""
+    spec = REGISTRY[name]
+    return spec.cls(c, *spec.default_args(side))
 
 
 def textbook_bytes(name: str, c: int, side: int, batch: int, train: bool) -> int:
-    """Rough size of the textbook form's token×token matrices (what makes it infeasible at large sizes)."""
-    n = side * side
-    live = 3 if train else 2  # scores and softmax/normalised copy; training keeps one more for backward
-    if name == "SHSA":
-        return batch * n * n * 4 * live
-    if name == "FLA":
-        return batch * 8 * n * n * 4 * live
-    return 0
-
+    """Rough size of the textbook form's token×token matrices (what makes it infeasible at large sizes), as the
+    layer's registry declaration gives it (0: it has none)."""
+    estimate = REGISTRY[name].textbook_bytes
+    return estimate(c, side, batch, train) if estimate is not None else 0
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -289,6 +282,7 @@ def _row_worker(spec_json: str) -> None:
     """Child side of :func:`measure_isolated`: measure one row, print it as JSON on the last line."""
     import torch
 
+    discover()  # a user's layer named by YOLO_ATTN_IMPORTS (inherited from the parent)
     spec = json.loads(spec_json)
     torch.set_num_threads(spec.pop("threads"))
     print(json.dumps(asdict(measure_layer(**spec))), flush=True)
@@ -364,24 +358,26 @@ class ModelRow:
     overhead: float | None = None
 
 
-def find_configs() -> dict[str, Path]:
-    """The after-SPPF YOLOv8 configs, ``cfg/yolov8-<layer>.yaml`` (see :func:`yolo_attn.configs.cfg_path`)."""
-    from .configs import cfg_path
-
-    return {n: cfg_path(f"yolov8-{n.lower()}.yaml") for n in LAYER_NAMES}
+def find_configs(layers=LAYER_NAMES) -> dict[str, Path | dict]:
+    """The after-SPPF YOLOv8 config of each layer: the shipped ``cfg/yolov8-<layer>.yaml`` (see
+    :func:`yolo_attn.configs.cfg_path`), else (a user's layer) stock YOLOv8 with the layer inserted after SPPF."""
+    out = {}
+    for name in layers:
+        try:
+            out[name] = cfg_path(f"yolov8-{name.lower()}.yaml")
+        except FileNotFoundError:
+            out[name] = insert("yolov8.yaml", name, "after-sppf")
+    return out
 
 
 def run_models(devices: list[str], imgsz: int, min_reps: int, max_reps: int, budget_s: float, tp_batch: int,
-               tp_reps: int, log=print) -> list[ModelRow]:
+               tp_reps: int, log=print, layers=LAYER_NAMES) -> list[ModelRow]:
     """Stock YOLOv8n and each after-SPPF config at scale n: fused, eval, batch 1 latency + batch throughput."""
     import torch
 
-    from . import register
-    from .check import count_flops
-    from .integration import build_model
-
     register()
-    cfgs = {"yolov8n (stock)": "yolov8.yaml", **{f"yolov8n-{n.lower()}": str(p) for n, p in find_configs().items()}}
+    cfgs = {"yolov8n (stock)": "yolov8.yaml", **{f"yolov8n-{n.lower()}": p if isinstance(p, dict) else str(p)
+                                                  for n, p in find_configs(layers).items()}}
     rows = []
     for device in devices:
         models = {}
@@ -408,7 +404,8 @@ def run_models(devices: list[str], imgsz: int, min_reps: int, max_reps: int, bud
             tps = [tp_batch / t.median for t in tpt]
         base = lat[0].median
         for (label, m), t, tp in zip(models.items(), lat, tps):
-            row = ModelRow(device=device, name=label, cfg=cfgs[label], params=sum(p.numel() for p in m.parameters()),
+            cfg = cfgs[label] if isinstance(cfgs[label], str) else "yolov8.yaml + layer after SPPF (yolo-attn insert)"
+            row = ModelRow(device=device, name=label, cfg=cfg, params=sum(p.numel() for p in m.parameters()),
                            gflops=flops[label] / 1e9, latency_s=t.median, latency_iqr_s=t.iqr, throughput=tp,
                            throughput_batch=tp_batch, reps=len(t.samples), samples=t.samples,
                            overhead=t.median / base - 1)
@@ -706,8 +703,10 @@ def write_plot(path: Path, layer_rows: list[LayerRow]) -> Path | None:
             and r.batch == min(x.batch for x in layer_rows)]
     if not rows:
         return None
-    fig, axes = plt.subplots(1, len(LAYER_NAMES), figsize=(4 * len(LAYER_NAMES), 3.6), sharey=False)
-    for ax, name in zip(axes, LAYER_NAMES):
+    names = list(dict.fromkeys(r.layer for r in rows))
+    fig, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 3.6), sharey=False, squeeze=False)
+    axes = axes[0]
+    for ax, name in zip(axes, names):
         for model, color in (("yolov8n", "tab:blue"), ("yolov8s", "tab:orange")):
             rs = sorted((r for r in rows if r.layer == name and r.model == model), key=lambda r: r.side)
             if not rs:
@@ -758,7 +757,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-textbook-gb", type=float, default=None,
                     help="skip textbook rows whose token×token matrices need more (default 4; --quick: 1)")
     ap.add_argument("--skip", default="", help="comma-separated parts to skip: layers, models, startup")
+    ap.add_argument("--layers", default=",".join(LAYER_NAMES),
+                    help="comma-separated registered layers (default: the shipped ones; a user's layer is found "
+                         "through YOLO_ATTN_IMPORTS or its entry point)")
     args = ap.parse_args(argv)
+    discover()
+    layers = []
+    for name in (n.strip() for n in args.layers.split(",") if n.strip()):
+        try:
+            layers.append(find(name).name)
+        except ValueError as e:
+            ap.error(str(e))
 
     import torch
 
@@ -786,13 +795,14 @@ def main(argv: list[str] | None = None) -> int:
     if "layers" not in skip:
         log("layers (fast path vs textbook):")
         layer_rows = run_layers(devices, cfg["models"], cfg["batches"], ["infer", "train"], cfg["dtypes"],
-                                cfg["min_reps"], cfg["max_reps"], cfg["budget_s"], args.max_textbook_gb, log=log)
-        if "cpu" in devices:
+                                cfg["min_reps"], cfg["max_reps"], cfg["budget_s"], args.max_textbook_gb,
+                                layers=layers, log=log)
+        if "cpu" in devices and "SHSA" in layers:
             resident = run_resident(cfg["min_reps"], cfg["max_reps"], cfg["budget_s"], log=log)
     if "models" not in skip:
         log("models (after-SPPF configs vs stock YOLOv8n, fused, 640):")
         model_rows = run_models(devices, 640, cfg["m_min"], cfg["m_max"], cfg["m_budget"], cfg["tp_batch"],
-                                cfg["tp_reps"], log=log)
+                                cfg["tp_reps"], log=log, layers=layers)
     if "startup" not in skip:
         log("start-up:")
         startup = run_startup(cfg["su_reps"], log=log)

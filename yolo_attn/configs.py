@@ -31,7 +31,7 @@ from typing import Iterable, Sequence
 import yaml
 
 from .integration import add_config_resolver, build_model, register
-from .layers.registry import REGISTRY, lookup, suggest
+from .layers.registry import find, lookup
 
 __all__ = [
     "load_base", "insert", "insert_rows", "find_after_sppf", "placement_rows", "default_args", "dump",
@@ -236,12 +236,7 @@ def default_args(layer: str, stride: int | None, imgsz: int = 640) -> list:
     map (23 at P5, 41 at P4, 53 at P3 — the largest); FLA window = the map's native grid (20 / 40 / 80), 8 heads;
     SHSA qk_dim 16 with pdim = c1 / 4 (global attention: at P3 of 640 that is 6,400 tokens).
     """
-    spec = lookup(layer) or next((s for s in REGISTRY.values() if s.name.upper() == str(layer).upper()), None)
-    if spec is None:
-        hint = suggest(str(layer))
-        raise ValueError(f"'{layer}' is not a registered layer" + (f" (did you mean {' or '.join(hint)}?)" if hint
-                         else "") + f"; registered: {', '.join(REGISTRY)}")
-    return spec.default_args(imgsz // stride if stride else None)
+    return find(layer).default_args(imgsz // stride if stride else None)
 
 
 def insert(base: str | Path | dict, layer: str, at: str | int | Iterable[int] = "after-sppf",
@@ -319,11 +314,10 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
 
     register()  # also imports the modules of YOLO_ATTN_IMPORTS and entry points, whose layers can be inserted
-    spec = lookup(a.layer) or {k.upper(): s for k, s in REGISTRY.items()}.get(a.layer.upper())
-    if spec is None:
-        hint = suggest(a.layer)
-        ap.error(f"unknown layer '{a.layer}'" + (f" (did you mean {' or '.join(hint)}?)" if hint else "")
-                 + f": choose one of {', '.join(REGISTRY)}")
+    try:
+        spec = find(a.layer)
+    except ValueError as e:
+        ap.error(str(e))
     layer = a.layer if lookup(a.layer) else spec.name
     at = a.at
     if at not in PLACEMENTS:

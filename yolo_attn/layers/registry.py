@@ -47,7 +47,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 from torch import nn
 
 __all__ = [
-    "LayerSpec", "OfficialName", "REGISTRY", "register_module", "unregister", "subscribe", "lookup", "suggest",
+    "LayerSpec", "OfficialName", "REGISTRY", "register_module", "unregister", "subscribe", "lookup", "find", "suggest",
     "builtin_specs", "discover", "CHANNEL_RULES", "IMPORTS_ENV", "ENTRY_POINT_GROUP",
 ]
 
@@ -253,6 +253,18 @@ def suggest(yaml_name: str, extra: Sequence[str] = ()) -> list[str]:
     pool = {n.lower(): n for n in (*_names, *extra)}
     hits = difflib.get_close_matches(yaml_name.lower(), list(pool), n=3, cutoff=0.6)
     return [pool[h] for h in hits]
+
+
+def find(name: str) -> LayerSpec:
+    """The spec ``name`` stands for, as a tool's argument (``--layer lska``): a YAML name, alias or official name,
+    in any case. Raises ``ValueError`` naming the closest registered names."""
+    spec = lookup(name) or next((REGISTRY[owner] for n, owner in _names.items() if n.lower() == str(name).lower()),
+                                None)
+    if spec is None:
+        hint = suggest(str(name))
+        raise ValueError(f"'{name}' is not a registered layer" + (f" (did you mean {' or '.join(hint)}?)" if hint
+                         else "") + f"; registered: {', '.join(REGISTRY)}")
+    return spec
 
 
 def builtin_specs() -> dict[str, LayerSpec]:

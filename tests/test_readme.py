@@ -1,0 +1,64 @@
+"""The README says what the code does: its registry tables are the registry's, and its "Your own modules" example
+builds as the text describes (channels, repeats, aliases, ``imports:``) at two scales, in a fresh process."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+
+from conftest import ROOT, run_py
+
+sys.path.insert(0, str(ROOT / "scripts"))
+import readme_tables  # noqa: E402
+
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+
+
+def test_registry_tables_are_what_the_registry_gives():
+    assert readme_tables.render(README) == README, "run python scripts/readme_tables.py"
+
+
+def test_registry_tables_list_every_shipped_layer_with_its_names():
+    block = README.split("<!-- registry:layers -->")[1].split("<!-- /registry:layers -->")[0]
+    for name in ("CGA", "FLA", "LSKA", "SHSA", "CascadedGroupAttention", "LocalWindowAttention",
+                 "FocusedLinearAttention", "SingleHeadSelfAttention"):
+        assert f"`{name}`" in block
+
+
+YAML = """imports: [acme_blocks]
+nc: 3
+scales:
+  n: [0.33, 0.25, 1024]
+  s: [0.33, 0.50, 1024]
+backbone:
+  - [-1, 1, Conv, [64, 3, 2]]
+  - [-1, 3, AcmeC2, [128]]
+  - [-1, 1, Gate, []]
+  - [-1, 3, AcmeBlock, [256]]
+head:
+  - [-1, 1, Classify, [nc]]
+"""
+
+BUILD = r"""
+import json, torch
+from ultralytics import YOLO
+out = {}
+for scale in "ns":
+    m = YOLO(f"yolov8{scale}-acme.yaml", task="classify").model
+    y = m(torch.rand(1, 3, 64, 64))
+    out[scale] = [[type(x).__name__ for x in m.model], m.model[1].cv1.out_channels, len(m.model[1].m),
+                  m.model[2].fc.in_channels, m.model[3].cv1.out_channels, list(y.shape)]
+print(json.dumps(out))
+"""
+
+
+def test_own_modules_example_builds_as_described(tmp_path):
+    code = re.search(r"```python\n# acme_blocks\.py[^\n]*\n(.*?)```", README, re.S).group(1)
+    (tmp_path / "acme_blocks.py").write_text(code)
+    for scale in "ns":  # Ultralytics takes the scale from the file name (yolov8<scale>...)
+        (tmp_path / f"yolov8{scale}-acme.yaml").write_text(YAML)
+    got = json.loads(run_py(BUILD, cwd=tmp_path, env={"PYTHONPATH": str(tmp_path)}).stdout.strip().splitlines()[-1])
+    # scale n: width 0.25 -> c2 = 32 and 64; depth 0.33 -> n = round(3 * 0.33) = 1; Gate keeps its input channels
+    assert got["n"] == [["Conv", "AcmeC2", "Gate", "AcmeC2", "Classify"], 32, 1, 32, 64, [1, 3]]
+    assert got["s"] == [["Conv", "AcmeC2", "Gate", "AcmeC2", "Classify"], 64, 1, 64, 128, [1, 3]]
