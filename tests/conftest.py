@@ -158,3 +158,17 @@ def randomize_layers(model: torch.nn.Module, seed: int = 0, require: bool = True
     for bn in bns:
         bn.momentum = 0.03  # Ultralytics' value
     return found
+
+
+# The temp script Ultralytics' multi-GPU launcher starts (format with cfg, data, project); prints its path.
+DDP_CHILD = """
+import os, sys
+from pathlib import Path
+from ultralytics.models.yolo.detect import DetectionTrainer
+from ultralytics.utils.dist import generate_ddp_file
+trainer = DetectionTrainer(overrides=dict(model={cfg!r}, data={data!r}, imgsz=64, epochs=1, batch=8, device="cpu",
+                                          workers=0, plots=False, project={project!r}, name="ddp", exist_ok=True))
+if hasattr(trainer, "get_model"):  # what Model.train() does before trainer.train(): the built model is pickled
+    trainer.model = trainer.get_model(cfg={cfg!r}, weights=None, verbose=False)
+print(generate_ddp_file(trainer))
+"""

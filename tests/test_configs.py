@@ -202,12 +202,16 @@ def test_insert_rows_accepts_per_row_args():
 
 
 @pytest.mark.parametrize("argv,message", [
-    (["yolov8.yaml", "--layer", "Nope"], "unknown layer 'Nope'"),
+    (["yolov8.yaml", "--layer", "Nope"], "'Nope' is not a registered layer"),
     (["yolov8.yaml", "--layer", "LSKA", "--at", "middle"], "neither a placement"),
     (["yolov8.yaml", "--layer", "LSKA", "--at", "99"], "insert position 99 is outside the config's rows 0..22"),
     (["yolov8.yaml", "--layer", "LSKA", "--args", "24"], "k_size=24 is not supported; choose one of 7, 11, 23, 35, 41, 53"),
     (["yolov8.yaml", "--layer", "CGA", "--args", "3"], "num_heads"),
     (["no-such-model.yaml", "--layer", "LSKA"], "no-such-model.yaml"),
+    (["yolov8.yaml", "--layer", "LSKA", "--at", "22"], "insert position 22 is the head (Detect)"),
+    (["rtdetr-l.yaml", "--layer", "LSKA", "--at", "28"], "insert position 28 is the head (RTDETRDecoder)"),
+    (["yolov8n.pt", "--layer", "LSKA"], "yolov8n.pt is not a model YAML"),
+    (["yolov8.yaml", "--layer", "LSKA", "-o", "/proc/no-such-dir/x.yaml"], "cannot write /proc/no-such-dir/x.yaml"),
 ])
 def test_insert_command_errors_name_the_problem(argv, message):
     proc = subprocess.run([bin_path("yolo-attn"), "insert", *argv], capture_output=True, text=True, timeout=300)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import NAMES, OLD_ULTRALYTICS, all_layers_after, bin_path, run_py, ultralytics_version_path
+from conftest import DDP_CHILD, NAMES, OLD_ULTRALYTICS, all_layers_after, bin_path, run_py, ultralytics_version_path
 from yolo_attn.configs import dump
 
 
@@ -118,19 +118,6 @@ def test_checkpoint_without_safe_globals_is_refused_then_accepted(trained):
 
     names = {c.__name__ for c in SAFE_GLOBALS}
     assert {"CGA", "FLA", "LSKA", "SHSA", "ConvBN", "LocalWindowAttention", "FocusedLinearAttention"} <= names
-
-
-DDP_CHILD = """
-import os, sys
-from pathlib import Path
-from ultralytics.models.yolo.detect import DetectionTrainer
-from ultralytics.utils.dist import generate_ddp_file
-trainer = DetectionTrainer(overrides=dict(model={cfg!r}, data={data!r}, imgsz=64, epochs=1, batch=8, device="cpu",
-                                          workers=0, plots=False, project={project!r}, name="ddp", exist_ok=True))
-if hasattr(trainer, "get_model"):  # what Model.train() does before trainer.train(): the built model is pickled
-    trainer.model = trainer.get_model(cfg={cfg!r}, weights=None, verbose=False)
-print(generate_ddp_file(trainer))
-"""
 
 
 @pytest.mark.parametrize("version", ["installed", OLD_ULTRALYTICS[-1]])

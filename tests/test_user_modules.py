@@ -22,7 +22,7 @@ import yaml
 from ultralytics.nn import tasks
 
 import yolo_attn
-from conftest import ROOT, bin_path, run_py
+from conftest import DDP_CHILD, ROOT, bin_path, run_py
 from yolo_attn.integration import build_model
 from yolo_attn.layers.registry import REGISTRY, unregister
 
@@ -380,6 +380,35 @@ def test_fifth_layer_in_one_file_gets_every_feature(pkgroot, tmp_path, shapes_da
 # ----------------------------------------------------------------------------------------------------------------------
 # a user's module end to end: plain ``yolo train`` through imports:, safe loading, entry points
 # ----------------------------------------------------------------------------------------------------------------------
+WRITE_FIFTH_CFG = r"""
+import sys
+import yolo_attn
+from yolo_attn.configs import dump, insert
+open(sys.argv[1], "w").write(dump(insert("yolov8.yaml", "Fifth", "neck")))
+"""
+
+
+@pytest.mark.slow
+def test_fifth_layer_in_a_ddp_child(pkgroot, tmp_path, shapes_data):
+    """The script Ultralytics' multi-GPU launcher starts knows nothing of the plugin or the user's module; the child
+    finds the layer through YOLO_ATTN_IMPORTS and trains."""
+    env = user_env(pkgroot, YOLO_ATTN_IMPORTS="acme_blocks.fifth", YOLO_CONFIG_DIR=str(tmp_path / "ucfg"))
+    cfg = tmp_path / "yolov8n-fifth-neck.yaml"
+    run_py(f"import sys; sys.argv = ['x', {str(cfg)!r}]\n" + WRITE_FIFTH_CFG, env=env)
+    assert yaml.safe_load(cfg.read_text())["head"].count([-1, 1, "Fifth", [4]]) == 3
+    script = run_py(DDP_CHILD.format(cfg=str(cfg), data=str(shapes_data), project=str(tmp_path / "runs")),
+                    env=env).stdout.strip().splitlines()[-1]
+    assert "acme_blocks" not in Path(script).read_text() and "yolo_attn" not in Path(script).read_text()
+    child = subprocess.run([sys.executable, script], capture_output=True, text=True, timeout=600,
+                           env={**os.environ, **env}, cwd=tmp_path)
+    assert child.returncode == 0, (child.stdout + child.stderr)[-5000:]
+    last = list((tmp_path / "runs").rglob("last.pt"))
+    assert last
+    probe = "import sys, torch; m = torch.load(sys.argv[1], weights_only=False)['model']; " \
+            "print(sum(type(x).__name__ == 'Fifth' for x in m.modules()))"
+    assert run_py(probe.replace("sys.argv[1]", repr(str(last[0]))), env=env).stdout.strip().splitlines()[-1] == "3"
+
+
 @pytest.fixture(scope="module")
 def acme_best(pkgroot, tmp_path_factory, shapes_data) -> Path:
     work = tmp_path_factory.mktemp("acme_train")

@@ -149,7 +149,7 @@ def insert_rows(base: str | Path | dict, layer: str, after: int | Iterable[int],
     """
     d = load_base(base)
     points = sorted({after} if isinstance(after, int) else set(after), reverse=True)
-    _check_points(points, len(_rows(d)))
+    _check_points(points, _rows(d))
     for p in points:
         row_args = args[p] if isinstance(args, dict) else args
         nb = len(d["backbone"])
@@ -164,11 +164,15 @@ def insert_rows(base: str | Path | dict, layer: str, after: int | Iterable[int],
     return d
 
 
-def _check_points(points: Iterable, n_rows: int) -> None:
-    """Insert positions must be row indices of the base config."""
+def _check_points(points: Iterable, rows: list) -> None:
+    """Insert positions must be row indices of the base config, before its head (the last row: nothing follows it)."""
+    n_rows = len(rows)
     for p in points:
         if isinstance(p, bool) or not isinstance(p, int) or not 0 <= p < n_rows:
             raise ValueError(f"insert position {p!r} is outside the config's rows 0..{n_rows - 1}")
+        if p == n_rows - 1:
+            raise ValueError(f"insert position {p} is the head ({rows[p][2]}), and nothing may follow the head; "
+                             f"insert after one of rows 0..{n_rows - 2}")
 
 
 def _absolute(f, j: int) -> list[int]:
@@ -210,7 +214,7 @@ def placement_rows(base: str | Path | dict, at: str | int | Iterable[int]) -> li
     rows = _rows(d)
     if not isinstance(at, str):
         points = [at] if isinstance(at, int) else list(at)
-        _check_points(points, len(rows))
+        _check_points(points, rows)
         return sorted(set(points))
     if at == "after-sppf":
         return [find_after_sppf(d)]
@@ -325,6 +329,11 @@ def main(argv: list[str] | None = None) -> int:
             at = [int(x) for x in at.split(",")]
         except ValueError:
             ap.error(f"--at '{a.at}' is neither a placement ({', '.join(PLACEMENTS)}) nor row indices")
+    if Path(str(a.base)).suffix not in (".yaml", ".yml"):
+        print(f"yolo-attn insert: {a.base} is not a model YAML; give a stock name (yolov8n.yaml, the architecture of "
+              "yolov8n.pt) or a YAML path. A checkpoint's weights go in with transfer after building the new config.",
+              file=sys.stderr)
+        return 1
     try:
         base = load_base(a.base)
         points = placement_rows(base, at)
@@ -334,14 +343,22 @@ def main(argv: list[str] | None = None) -> int:
                   f"Written by: yolo-attn insert {a.base} --layer {layer} --at {a.at}"
                   + (f" --args '{a.args}'" if a.args is not None else ""))
         text = dump(d, header)
-        if not a.no_check:
-            scales = declared_scales(d)
-            build_model(yaml.safe_load(text), scale=scales[0])
     except (ValueError, KeyError, FileNotFoundError, argparse.ArgumentTypeError) as e:
         print(f"yolo-attn insert: {e}", file=sys.stderr)
         return 1
+    if not a.no_check:
+        try:
+            build_model(yaml.safe_load(text), scale=declared_scales(d)[0])
+        except Exception as e:  # noqa: BLE001 - any failure of the built result is reported, nothing written
+            print(f"yolo-attn insert: the result does not build ({type(e).__name__}: {e}); nothing written. "
+                  "Check it with 'yolo-attn check', or write it anyway with --no-check.", file=sys.stderr)
+            return 1
     if a.out:
-        Path(a.out).write_text(text, encoding="utf-8")
+        try:
+            Path(a.out).write_text(text, encoding="utf-8")
+        except OSError as e:
+            print(f"yolo-attn insert: cannot write {a.out}: {e.strerror or e}", file=sys.stderr)
+            return 1
         print(f"wrote {a.out}: {layer} after base rows {points}", file=sys.stderr)
     else:
         sys.stdout.write(text)
