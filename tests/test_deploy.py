@@ -13,13 +13,13 @@ Weights: random, with the BatchNorm statistics of random images and perturbed at
 Tolerances (raw head output (1, 4 + nc, anchors); boxes relative to their largest value, class probabilities
 absolute, i.e. relative to 1):
 
-* TorchScript, ONNX Runtime: 1e-4 — the same float32 ops in the same order as PyTorch (measured ~1e-6).
+* TorchScript, ONNX Runtime: 1e-4 — the same float32 ops as PyTorch (measured ≤ 2e-5).
 * NCNN, OpenVINO (``INFERENCE_PRECISION_HINT=f32``), LiteRT: 1e-3 — float32 too, but their own convolution kernels
   (Winograd, im2col, JIT), fused ops and approximate exp/sigmoid round differently (measured up to ~2e-4 for the
   class probabilities, which pass through a sigmoid of values ~10). OpenVINO's *default* precision on a CPU with
-  bf16 support is bf16 (boxes ~1e-2 away for stock YOLOv8n as well), so parity is checked in f32.
-* OpenVINO INT8 (``int8=True``, calibrated on the generated shapes data): no element-wise bound; the boxes of the
-  int8 model must correlate with PyTorch's (> 0.8; measured values go to the results file).
+  bf16 support is bf16 (boxes ~1e-2 away here; stock YOLOv8n differs in bf16 too), so parity is checked in f32.
+* OpenVINO INT8 (``quantize=8``, formerly ``int8=True``, calibrated on the generated shapes data): no element-wise
+  bound; the boxes of the int8 model must correlate with PyTorch's (> 0.75; measured values go to the results file).
 * CoreML: converted on Linux and checked as a spec (input ``image`` 1×3×320×320, one output of the head's shape);
   CoreML prediction needs macOS, so no parity here.
 
@@ -96,10 +96,10 @@ elif fmt == "ncnn":
 elif fmt == "litert":
     import torch
     from ultralytics.nn.autobackend import AutoBackend
-    import ai_edge_litert
+    from importlib.metadata import version as dist_version
     y = AutoBackend(path, device=torch.device("cpu"))(torch.from_numpy(x))
     y = y[0] if isinstance(y, (tuple, list)) else y
-    y, version = (y.numpy() if hasattr(y, "numpy") else np.asarray(y)), "ai-edge-litert " + getattr(ai_edge_litert, "__version__", "")
+    y, version = (y.numpy() if hasattr(y, "numpy") else np.asarray(y)), "ai-edge-litert " + dist_version("ai-edge-litert")
 else:
     raise SystemExit(f"unknown format {fmt}")
 np.save(out_path, np.asarray(y, dtype=np.float32))
@@ -179,7 +179,7 @@ def checkpoint(request, tmp_path_factory):
 def export(ckpt: dict, fmt: str, **kwargs) -> str:
     path = front(ckpt["cfg"])(str(ckpt["pt"])).export(format=fmt, imgsz=IMGSZ, **kwargs)
     assert path and Path(path).exists(), (fmt, path)
-    record(fmt + ("-int8" if kwargs.get("int8") else ""), ckpt["cfg"], exported=True)
+    record(fmt + ("-int8" if kwargs.get("quantize") == 8 else ""), ckpt["cfg"], exported=True)
     return str(path)
 
 
@@ -232,14 +232,15 @@ def test_coreml_converts_with_the_expected_interface(checkpoint):
 
 @pytest.mark.slow
 def test_openvino_int8_stays_close(checkpoint, shapes_data):
-    """``int8=True``: post-training quantisation (NNCF) calibrated on the generated shapes data."""
-    path = export(checkpoint, "openvino", int8=True, data=str(shapes_data), fraction=1.0)
+    """``quantize=8`` (``int8=True`` before): post-training quantisation (NNCF) calibrated on the generated shapes
+    data. Measured box correlations 0.82-0.89 (random weights); a broken quantised graph correlates near 0."""
+    path = export(checkpoint, "openvino", quantize=8, data=str(shapes_data), fraction=1.0)
     got, version = run_runtime("openvino", path, checkpoint["x"], checkpoint["work"], predict=False)
     want = checkpoint["y"]
     corr = float(np.corrcoef(got[:, :4].ravel(), want[:, :4].ravel())[0, 1])
     record("openvino-int8", checkpoint["cfg"], runs=True, runtime=version, box_corr=corr, **head_errors(got, want))
     print("openvino int8", checkpoint["cfg"], f"box correlation {corr:.3f}")
-    assert corr > 0.8, corr
+    assert corr > 0.75, corr
 
 
 def test_every_format_package_is_installed_so_nothing_is_auto_installed():
