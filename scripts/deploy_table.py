@@ -26,16 +26,20 @@ RESULTS = ROOT / "benchmarks" / "deploy_results.json"
 README = ROOT / "README.md"
 START, END = "<!-- deploy-table -->", "<!-- /deploy-table -->"
 
-# (results key, row label, what the runtime column says)
+# (results key, row label, runtime column; {v} = the runtime version(s) the tests recorded)
 FORMATS = [
-    ("torchscript", "TorchScript (`format=torchscript`)", "torch.jit"),
-    ("onnx", "ONNX (`format=onnx`)", "ONNX Runtime"),
-    ("openvino", "OpenVINO fp32 (`format=openvino`)", "OpenVINO, f32 precision hint"),
-    ("openvino-int8", "OpenVINO INT8 (`format=openvino int8=True`)", "OpenVINO"),
-    ("ncnn", "NCNN (`format=ncnn`)", "ncnn (+ `yolo predict`)"),
-    ("litert", "LiteRT / TFLite (`format=litert`)", "ai-edge-litert"),
-    ("coreml", "CoreML (`format=coreml`)", "spec read back on Linux; predicts on macOS only"),
+    ("torchscript", "TorchScript (`format=torchscript`)", "torch.jit {v}"),
+    ("onnx", "ONNX (`format=onnx`)", "ONNX Runtime {v}"),
+    ("openvino", "OpenVINO fp32 (`format=openvino`)", "OpenVINO {v}, f32 precision hint"),
+    ("openvino-int8", "OpenVINO INT8 (`format=openvino quantize=8`)", "OpenVINO {v}"),
+    ("ncnn", "NCNN (`format=ncnn`)", "ncnn {v}, and `yolo predict`"),
+    ("litert", "LiteRT / TFLite (`format=litert`)", "{v} interpreter"),
+    ("coreml", "CoreML (`format=coreml`)", "none: spec read back on Linux; predicts on macOS only"),
 ]
+
+
+def _err(x: float) -> str:
+    return "0" if x == 0 else f"{x:.0e}"
 
 
 def cell(fmt: str, row: dict | None) -> str:
@@ -48,8 +52,8 @@ def cell(fmt: str, row: dict | None) -> str:
     if fmt == "openvino-int8":
         return f"✓ ✓ · box corr {row['box_corr']:.2f}"
     if not row.get("parity"):
-        return f"✓ ✓ · **no parity** ({row['box']:.0e})"
-    return f"✓ ✓ ✓ · {row['box']:.0e}"
+        return f"✓ ✓ · **no parity** ({_err(row['box'])})"
+    return f"✓ ✓ ✓ · {_err(row['box'])}"
 
 
 def layer_of(cfg: str) -> str:
@@ -63,7 +67,7 @@ def table(results: dict) -> str:
     for key, label, runtime in FORMATS:
         rows = results.get(key, {})
         versions = sorted({r.get("runtime", "") for r in rows.values() if r.get("runtime")})
-        tested = runtime + (f" {', '.join(versions)}" if versions and key != "coreml" else "")
+        tested = runtime.format(v=", ".join(versions)).replace("  ", " ")
         lines.append("| " + " | ".join([label, *[cell(key, rows.get(c)) for c in cfgs], tested]) + " |")
     return "\n".join(lines)
 
