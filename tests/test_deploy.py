@@ -40,9 +40,10 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import BUILTIN, bin_path, front, randomize_layers, scaled_copy
+from conftest import BUILTIN, NAMES, bin_path, front, make_layer, randomize_, randomize_layers, rel_err, scaled_copy
 
 import yolo_attn  # noqa: F401  (registers the layers in this process)
+from yolo_attn.layers import fuse_layers
 
 IMGSZ = 320
 CASES = [f"yolov8-{name.lower()}.yaml" for name in BUILTIN]  # one after-SPPF YOLOv8n config per layer
@@ -251,3 +252,25 @@ def test_every_format_package_is_installed_so_nothing_is_auto_installed():
     for req in ("ncnn", "pnnx==20260526", "openvino>=2024.0.0", "nncf>=2.14.0", "coremltools>=9.0",
                 "numpy<=2.3.5", "litert-torch>=0.10.0", "ai-edge-litert>=2.3.0"):
         assert check_requirements(req, install=False), req
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_traced_form_is_at_most_4d_and_generalises(name):
+    """What every tracing exporter records (ONNX, TorchScript, OpenVINO, CoreML, pnnx for NCNN): no reshape, view or
+    permute above 4-D (NCNN has no batch axis and at most 4-D blobs), fused (SHSA's affine-free GroupNorm included),
+    and one trace at 20×20 gives the eager outputs at other sizes and batches (dynamic ONNX relies on it)."""
+    layer = randomize_(make_layer(name, c1=64, grid=20), 5).eval()
+    fuse_layers(layer)
+    assert not any(isinstance(m, torch.nn.GroupNorm) and m.affine for m in layer.modules()), "affine left after fusing"
+    with torch.no_grad():
+        traced = torch.jit.trace(layer, torch.randn(1, 64, 20, 20))
+        ranks = {n.kind(): [] for n in traced.inlined_graph.nodes()}
+        for node in traced.inlined_graph.nodes():
+            if node.kind() in ("aten::reshape", "aten::view", "aten::permute"):
+                ranks[node.kind()].append(node.output().type().dim())
+        shaped = [r for kind in ("aten::reshape", "aten::view", "aten::permute") for r in ranks.get(kind, [])]
+        assert None not in shaped, ranks  # every rank known (the trace records complete tensor types)
+        assert max(shaped, default=0) <= 4, (name, ranks)
+        for shape in [(1, 64, 20, 20), (2, 64, 15, 20), (1, 64, 9, 9), (1, 64, 3, 16)]:
+            x = torch.randn(shape, generator=torch.Generator().manual_seed(sum(shape)))
+            assert rel_err(traced(x), layer(x)) <= 1e-5, (name, shape, rel_err(traced(x), layer(x)))

@@ -54,6 +54,9 @@ from .registry import OfficialName, register_module
 
 __all__ = ["CGA", "CascadedGroupAttention", "LocalWindowAttention"]
 
+# True while Dynamo traces (torch.compile, torch.export); torch < 2.3 has no torch.compiler.is_compiling
+_is_compiling = getattr(getattr(torch, "compiler", None), "is_compiling", None) or (lambda: False)
+
 
 def _at_most(size, limit: int):
     """``min(size, limit)`` that also works on the traced sizes of ``torch.jit.trace`` (no Python branch)."""
@@ -133,7 +136,7 @@ class CascadedGroupAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, C, H, W = x.shape  # one window per batch entry, H, W <= resolution
-        if textbook_enabled() or torch.jit.is_tracing() or torch.compiler.is_compiling():
+        if textbook_enabled() or torch.jit.is_tracing() or _is_compiling():
             idx = relative_offset_index(H, W, self.resolution, x.device)
         else:
             idx = _cached_offset_index(H, W, self.resolution, x.device)

@@ -27,8 +27,8 @@ Fast path (default): channels-first throughout — the ``qkv`` and ``proj`` Line
 convolutions to the B×C×H×W map (same parameters, no token transposes), the focusing kernel runs in float32 on the
 channel axis, the positional-encoding resize is skipped on the native grid (kept under ``torch.jit.trace`` so a trace
 generalises; the traced form also runs the depthwise convolution of all heads as one convolution, since pnnx/NCNN
-cannot fold heads into the batch axis), and the order of the products is the cheaper one, as the official code chooses it: φ(k)ᵀv first
-(linear in tokens) when tokens outnumber head channels, φ(q)φ(k)ᵀ first otherwise. ``with
+cannot fold heads into the batch axis), and the order of the products is the cheaper one, as the official code
+chooses it: φ(k)ᵀv first (linear in tokens) when tokens outnumber head channels, φ(q)φ(k)ᵀ first otherwise. ``with
 yolo_attn.layers.textbook():`` runs the token-major form with ``nn.Linear`` and always the quadratic order (the
 N×N kernel matrix φ(q)φ(k)ᵀ); both give the same outputs and gradients.
 """
