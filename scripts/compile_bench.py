@@ -88,6 +88,11 @@ def measure(args) -> tuple[dict, list[dict]]:
     return meta, rows
 
 
+def summary(rows: list[dict], models: bool) -> str:
+    ratios = [r["eager_ms"] / r["compiled_ms"] for r in rows if ("640" in r["what"]) == models]
+    return f"{min(ratios):.2f}–{max(ratios):.2f}×"
+
+
 def write_section(meta: dict, rows: list[dict]) -> None:
     load = meta.get("load_average")
     load = f"{load[0]:.1f} at the end of the run" if load else "not recorded; 6-10 around the run"
@@ -96,11 +101,17 @@ def write_section(meta: dict, rows: list[dict]) -> None:
         "## torch.compile (inductor) against eager",
         "",
         f"`python scripts/compile_bench.py`: CPU, fp32, batch 1, inference (eval, no grad), `torch.compile(m)` with "
-        f"default settings (inductor); torch {meta['torch']}, {meta['threads']} threads on {meta['cores']} cores. "
+        f"default settings (inductor); torch {meta['torch']}, {meta['threads']} thread(s) on {meta['cores']} cores. "
         "Median (± interquartile range) of interleaved rounds after the first (compiling) call; compile time is "
-        "that first call (with inductor's on-disk cache warm from an earlier run where it is a few seconds). "
+        "that first call (inductor's on-disk cache was warm for the layers from an earlier run). "
         f"**Caveat**: the 2 cores were shared with other jobs (load average {load}), so single figures are noisy (see the spreads); the eager and compiled calls alternate, so "
-        "their ratio is the robust figure. Re-run on an idle machine for absolute latencies.",
+        "their ratio is the robust figure. Re-run on an idle machine for absolute latencies. On a loaded machine "
+        "use `--threads 1`: with 2 threads, OpenMP regions wait for a descheduled thread (FLA at P5 took "
+        "200-400 ms eager instead of ~3 ms in such a run).",
+        "",
+        f"Summary: compiled layers run {summary(rows, False)} the eager speed; whole models "
+        f"{summary(rows, True)} (the attention layer is a small part of YOLOv8n's time, and inductor gains little on "
+        "its plain convolutions).",
         "",
         "| layer / model | eager ms | compiled ms | speed-up | compile s |",
         "|---|---|---|---|---|",
