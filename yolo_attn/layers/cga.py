@@ -28,6 +28,14 @@ over the windows of the padded map, each through the official token-major explic
 outputs and gradients in eval mode; in train mode the loop normalises each window's batch on its own (BatchNorm
 batch statistics per window), as a per-window implementation does. The cascade over heads is sequential by
 construction (head i needs head i-1's output) and stays a loop in both.
+
+Export form (``torch.jit.trace``: ONNX, TorchScript, OpenVINO, CoreML, NCNN through pnnx; eval mode): the same math
+with no tensor above 4-D and the batch axis never merged with another, as pnnx/NCNN need (NCNN has no batch axis and
+at most 4-D blobs; the eager partition above is a 6-D permute). The 1×1 projections and the cascade run on the whole
+padded map (they act per token, so windows do not matter); the queries' depthwise convolution runs on a map whose
+windows are spread apart by ``kernel // 2`` zero rows and columns (each window then sees its own zero padding, as on
+its own); only the attention itself runs on windows, laid out (B, windows, channels, tokens). Under
+``torch.compile`` the eager form is compiled (the offset-index cache is skipped while Dynamo traces).
 """
 
 from __future__ import annotations
@@ -45,6 +53,9 @@ from .conv_bn import ConvBN
 from .registry import OfficialName, register_module
 
 __all__ = ["CGA", "CascadedGroupAttention", "LocalWindowAttention"]
+
+# True while Dynamo traces (torch.compile, torch.export); torch < 2.3 has no torch.compiler.is_compiling
+_is_compiling = getattr(getattr(torch, "compiler", None), "is_compiling", None) or (lambda: False)
 
 
 def _at_most(size, limit: int):
@@ -125,7 +136,7 @@ class CascadedGroupAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, C, H, W = x.shape  # one window per batch entry, H, W <= resolution
-        if textbook_enabled() or torch.jit.is_tracing():
+        if textbook_enabled() or torch.jit.is_tracing() or _is_compiling():
             idx = relative_offset_index(H, W, self.resolution, x.device)
         else:
             idx = _cached_offset_index(H, W, self.resolution, x.device)
@@ -160,6 +171,8 @@ class LocalWindowAttention(nn.Module):
         self.attn = CascadedGroupAttention(dim, key_dim, num_heads, attn_ratio, window_resolution, kernels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.jit.is_tracing() and not self.training:
+            return self.forward_export(x)
         B, C, H, W = x.shape
         wh = _at_most(H, self.window_resolution)  # window height: the map's own height when it is smaller
         ww = _at_most(W, self.window_resolution)
@@ -180,6 +193,63 @@ class LocalWindowAttention(nn.Module):
         # window reverse: (B nH nW) C wh ww -> B C (nH wh) (nW ww)
         x = x.view(B, nH, nW, C, wh, ww).permute(0, 3, 1, 4, 2, 5).reshape(B, C, pH, pW)
         return x[:, :, :H, :W]
+
+    def forward_export(self, x: torch.Tensor) -> torch.Tensor:
+        """The eval-mode forward with tensors of at most 4 dimensions, batch kept apart (see the module docstring)."""
+        cga = self.attn
+        B, C, H, W = x.shape
+        wh = _at_most(H, self.window_resolution)
+        ww = _at_most(W, self.window_resolution)
+        x = F.pad(x, (0, (ww - W % ww) % ww, 0, (wh - H % wh) % wh))  # (B, C, pH, pW)
+        grid = (B, x.shape[2] // wh, x.shape[3] // ww, wh, ww)
+        bias = cga.attention_biases[:, relative_offset_index(wh, ww, cga.resolution, x.device)]  # (heads, N, N)
+        chunks = x.chunk(cga.num_heads, dim=1)
+        outs = []
+        feat = chunks[0]
+        for i, (qkv, dw) in enumerate(zip(cga.qkvs, cga.dws)):
+            if i > 0:
+                feat = feat + chunks[i]
+            q, k, v = qkv(feat).split([cga.key_dim, cga.key_dim, cga.d], dim=1)
+            q, k, v = (_windows(t, grid) for t in (_windowed_conv(dw, q, grid), k, v))  # (B, nWin, c, N)
+            attn = ((q.transpose(2, 3) @ k) * cga.scale + bias[i]).softmax(dim=-1)  # (B, nWin, N, N)
+            feat = _unwindows(v @ attn.transpose(2, 3), grid)  # (B, d, pH, pW)
+            outs.append(feat)
+        return cga.proj(torch.cat(outs, dim=1))[:, :, :H, :W]
+
+
+def _windows(x: torch.Tensor, grid) -> torch.Tensor:
+    """(B, c, nH·wh, nW·ww) -> (B, nH·nW, c, wh·ww), windows row-major, through 4-D reshapes/permutes only."""
+    B, nH, nW, wh, ww = grid
+    c = x.shape[1]
+    x = x.reshape(B, c * nH * wh, nW, ww).permute(0, 2, 1, 3)  # (B, nW, c·nH·wh, ww)
+    x = x.reshape(B, nW * c, nH, wh * ww).permute(0, 2, 1, 3)  # (B, nH, nW·c, N)
+    return x.reshape(B, nH * nW, c, wh * ww)
+
+
+def _unwindows(x: torch.Tensor, grid) -> torch.Tensor:
+    """Inverse of :func:`_windows`: (B, nH·nW, c, wh·ww) -> (B, c, nH·wh, nW·ww)."""
+    B, nH, nW, wh, ww = grid
+    c = x.shape[2]
+    x = x.reshape(B, nH, nW * c, wh * ww).permute(0, 2, 1, 3)  # (B, nW·c, nH, N)
+    x = x.reshape(B, nW, c * nH * wh, ww).permute(0, 2, 1, 3)  # (B, c·nH·wh, nW, ww)
+    return x.reshape(B, c, nH * wh, nW * ww)
+
+
+def _windowed_conv(conv: nn.Module, x: torch.Tensor, grid) -> torch.Tensor:
+    """``conv`` (stride 1, 'same' padding p) applied to every window of ``x`` (B, c, nH·wh, nW·ww) on its own.
+
+    The windows are spread apart by 2p zero rows/columns (4-D reshapes and pads), so the convolution of the whole
+    spread map sees, around each window, exactly the zero padding it would see alone; then the gaps are cut away.
+    """
+    B, nH, nW, wh, ww = grid
+    c = x.shape[1]
+    p = (conv.c if isinstance(conv, ConvBN) else conv).padding[0]
+    x = F.pad(x.reshape(B, c * nH, wh, nW * ww), (0, 0, p, p))  # rows: (B, c·nH, wh + 2p, nW·ww)
+    x = F.pad(x.reshape(B, c * nH * (wh + 2 * p), nW, ww), (p, p))  # columns: (..., nW, ww + 2p)
+    x = conv(x.reshape(B, c, nH * (wh + 2 * p), nW * (ww + 2 * p)))
+    x = x.reshape(B, c * nH * (wh + 2 * p), nW, ww + 2 * p)[..., p:p + ww]
+    x = x.reshape(B, c * nH, wh + 2 * p, nW * ww)[:, :, p:p + wh]
+    return x.reshape(B, c, nH * wh, nW * ww)
 
 
 class CGA(nn.Module):

@@ -26,8 +26,9 @@ Differs:
 Fast path (default): channels-first throughout — the ``qkv`` and ``proj`` Linear weights are applied as 1×1
 convolutions to the B×C×H×W map (same parameters, no token transposes), the focusing kernel runs in float32 on the
 channel axis, the positional-encoding resize is skipped on the native grid (kept under ``torch.jit.trace`` so a trace
-generalises), and the order of the products is the cheaper one, as the official code chooses it: φ(k)ᵀv first
-(linear in tokens) when tokens outnumber head channels, φ(q)φ(k)ᵀ first otherwise. ``with
+generalises; the traced form also runs the depthwise convolution of all heads as one convolution, since pnnx/NCNN
+cannot fold heads into the batch axis), and the order of the products is the cheaper one, as the official code
+chooses it: φ(k)ᵀv first (linear in tokens) when tokens outnumber head channels, φ(q)φ(k)ᵀ first otherwise. ``with
 yolo_attn.layers.textbook():`` runs the token-major form with ``nn.Linear`` and always the quadratic order (the
 N×N kernel matrix φ(q)φ(k)ᵀ); both give the same outputs and gradients.
 """
@@ -113,8 +114,18 @@ class FocusedLinearAttention(nn.Module):
             out = out * z
         out = out.to(x.dtype).view(B, C, H, W)
 
-        out = out + self.dwc(v.reshape(B * heads, d, H, W)).reshape(B, C, H, W)  # depthwise conv restores rank
+        if tracing:  # export form: one depthwise conv over all heads, the batch axis left alone (pnnx/NCNN)
+            out = out + self.depthwise_all_heads(v.reshape(B, C, H, W))
+        else:
+            out = out + self.dwc(v.reshape(B * heads, d, H, W)).reshape(B, C, H, W)  # depthwise conv restores rank
         return self.proj_drop(F.conv2d(out, self.proj.weight[:, :, None, None], self.proj.bias))
+
+    def depthwise_all_heads(self, v: torch.Tensor) -> torch.Tensor:
+        """``dwc`` applied to each head's channels of ``v`` (B, C, H, W) as one C-group convolution (its kernel
+        repeated per head): the same output as folding the heads into the batch, without touching the batch axis."""
+        dwc = self.dwc
+        bias = None if dwc.bias is None else dwc.bias.repeat(self.num_heads)
+        return F.conv2d(v, dwc.weight.repeat(self.num_heads, 1, 1, 1), bias, padding=dwc.padding, groups=self.dim)
 
     def forward_textbook(self, x: torch.Tensor) -> torch.Tensor:
         """Token-major formulation with the quadratic order (φ(q)φ(k)ᵀ first) at every size."""

@@ -13,12 +13,14 @@ Differs: the residual (in SHViT it lives in the enclosing block) is part of this
 runs through ``scaled_dot_product_attention`` (see ``attention.py``): at P3 of a 640 input that is 6,400 tokens,
 whose explicit score matrix would take 164 MB per image in fp32. Small maps use the explicit form on channels-first
 tokens (no transposed copies). ``with yolo_attn.layers.textbook():`` runs the official explicit-matrix form;
-``yolo_attn.layers.fuse_layers`` folds both Conv+BN pairs and the GroupNorm affine into the 1×1 convolutions.
+``yolo_attn.layers.fuse_layers`` folds both Conv+BN pairs and the GroupNorm affine into the 1×1 convolutions;
+traced (export), the GroupNorm left without affine is written with unit scale and zero shift, which pnnx/NCNN accept.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ._checks import LayerArgumentError, check_int
@@ -61,10 +63,19 @@ class SingleHeadSelfAttention(nn.Module):
         self.pre_norm = nn.GroupNorm(1, self.pdim, eps=norm.eps, affine=False)
         return 1
 
+    def _norm(self, x: torch.Tensor) -> torch.Tensor:
+        """``pre_norm``; under ``torch.jit.trace`` an affine-free GroupNorm (left by ``fold_norm``) is written with
+        unit scale and zero shift, since pnnx cannot rebuild a GroupNorm without its affine parameters."""
+        norm = self.pre_norm
+        if norm.affine or not torch.jit.is_tracing():
+            return norm(x)
+        ones = torch.ones(norm.num_channels, dtype=x.dtype, device=x.device)
+        return F.group_norm(x, norm.num_groups, ones, torch.zeros_like(ones), norm.eps)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, C, H, W = x.shape
         x1, x2 = x.split([self.pdim, self.dim - self.pdim], dim=1)  # attended | passed through
-        q, k, v = self.qkv(self.pre_norm(x1)).flatten(2).split([self.qk_dim, self.qk_dim, self.pdim], dim=1)
+        q, k, v = self.qkv(self._norm(x1)).flatten(2).split([self.qk_dim, self.qk_dim, self.pdim], dim=1)
         x1 = channels_first_attention(q, k, v, self.scale)  # (B, pdim, N); textbook: explicit N×N matrix
         return self.proj(torch.cat([x1.reshape(B, self.pdim, H, W), x2], dim=1))
 

@@ -1,0 +1,98 @@
+"""Write the README's deployment table (format × layer) from what tests/test_deploy.py measured.
+
+Usage:
+    python scripts/deploy_table.py            # run tests/test_deploy.py (slow tests included, ~10 min on 2 cores),
+                                              # record benchmarks/deploy_results.json, rewrite the README table
+    python scripts/deploy_table.py --no-run   # rewrite the table from the recorded benchmarks/deploy_results.json
+
+The table sits in README.md between ``<!-- deploy-table -->`` and ``<!-- /deploy-table -->``. A cell shows what the
+test established for that format and layer: exported (Ultralytics' exporter), ran (the format's own runtime, in a
+process where yolo_attn cannot be imported), parity (within the format's tolerance, see tests/test_deploy.py) with
+the largest box error relative to the largest box; for OpenVINO INT8 the box correlation instead. A format or layer
+the tests did not reach shows "not measured".
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "deploy_results.json"
+README = ROOT / "README.md"
+START, END = "<!-- deploy-table -->", "<!-- /deploy-table -->"
+
+# (results key, row label, runtime column; {v} = the runtime version(s) the tests recorded)
+FORMATS = [
+    ("torchscript", "TorchScript (`format=torchscript`)", "torch.jit {v}"),
+    ("onnx", "ONNX (`format=onnx`)", "ONNX Runtime {v}"),
+    ("openvino", "OpenVINO fp32 (`format=openvino`)", "OpenVINO {v}, f32 precision hint"),
+    ("openvino-int8", "OpenVINO INT8 (`format=openvino quantize=8`)", "OpenVINO {v}"),
+    ("ncnn", "NCNN (`format=ncnn`)", "ncnn {v}, and `yolo predict`"),
+    ("litert", "LiteRT / TFLite (`format=litert`)", "{v} interpreter"),
+    ("coreml", "CoreML (`format=coreml`)", "none: spec read back on Linux; predicts on macOS only"),
+]
+
+
+def _err(x: float) -> str:
+    return "0" if x == 0 else f"{x:.0e}"
+
+
+def cell(fmt: str, row: dict | None) -> str:
+    if not row or not row.get("exported"):
+        return "not measured" if not row else "export fails"
+    if fmt == "coreml":
+        return "exports ✓ · spec ✓"
+    if not row.get("runs"):
+        return "exports ✓ · does not run"
+    if fmt == "openvino-int8":
+        return f"✓ ✓ · box corr {row['box_corr']:.2f}"
+    if not row.get("parity"):
+        return f"✓ ✓ · **no parity** ({_err(row['box'])})"
+    return f"✓ ✓ ✓ · {_err(row['box'])}"
+
+
+def layer_of(cfg: str) -> str:
+    return Path(cfg).stem.split("-", 1)[1].upper()
+
+
+def table(results: dict) -> str:
+    cfgs = sorted({cfg for rows in results.values() for cfg in rows}, key=layer_of)
+    head = ["format", *[f"{layer_of(c)} (`{c}`)" for c in cfgs], "runtime tested"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for key, label, runtime in FORMATS:
+        rows = results.get(key, {})
+        versions = sorted({r.get("runtime", "") for r in rows.values() if r.get("runtime")})
+        tested = runtime.format(v=", ".join(versions)).replace("  ", " ")
+        lines.append("| " + " | ".join([label, *[cell(key, rows.get(c)) for c in cfgs], tested]) + " |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--no-run", action="store_true", help="use the recorded results, run no test")
+    args = parser.parse_args()
+    if not args.no_run:
+        RESULTS.unlink(missing_ok=True)
+        env = {**os.environ, "YOLO_ATTN_DEPLOY_RESULTS": str(RESULTS), "YOLO_OFFLINE": "1"}
+        proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_deploy.py"],
+                              cwd=ROOT, env=env)
+        if proc.returncode != 0:
+            print("tests/test_deploy.py failed: the table shows what was measured", file=sys.stderr)
+    results = json.loads(RESULTS.read_text())
+    text = README.read_text()
+    if START not in text or END not in text:
+        raise SystemExit(f"README.md has no {START} ... {END} block")
+    before, rest = text.split(START, 1)
+    after = rest.split(END, 1)[1]
+    README.write_text(f"{before}{START}\n{table(results)}\n{END}{after}")
+    print(table(results))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
