@@ -432,6 +432,15 @@ _TASK_MODELS = {
     "pose": "PoseModel",
     "obb": "OBBModel",
     "classify": "ClassificationModel",
+    "semantic": "SemanticSegmentationModel",  # 8.4.x (YOLO26 -sem)
+    "depth": "DepthModel",  # 8.4.x (YOLO26 -depth)
+}
+_HEAD_MODELS = {  # heads whose model class the task does not give (as Ultralytics' YOLO/RTDETR front ends choose)
+    "RTDETRDecoder": "RTDETRDetectionModel",
+    "WorldDetect": "WorldModel",
+    "YOLOEDetect": "YOLOEModel",
+    "YOLOESegment": "YOLOESegModel",
+    "YOLOESegment26": "YOLOESegModel",
 }
 
 
@@ -444,10 +453,8 @@ def build_model(cfg, scale: str | None = None, verbose: bool = False) -> nn.Modu
     d = dict(cfg) if isinstance(cfg, dict) else tasks.yaml_model_load(cfg)
     if scale:
         d["scale"] = scale
-    if any(len(row) > 2 and row[2] == "RTDETRDecoder" for row in d.get("head", [])):
-        cls = tasks.RTDETRDetectionModel
-    else:
-        cls = getattr(tasks, _TASK_MODELS[tasks.guess_model_task(d)])
+    head = str((d.get("head") or [[None, None, ""]])[-1][2])
+    cls = getattr(tasks, _HEAD_MODELS.get(head, ""), None) or getattr(tasks, _TASK_MODELS[tasks.guess_model_task(d)])
     return cls(d, verbose=verbose)
 
 
