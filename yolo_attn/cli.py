@@ -3,7 +3,8 @@
 Commands (``yolo-attn <command> --help`` for options):
 
     yolo-attn layers             list the registered layer names, aliases and their YAML arguments
-    yolo-attn insert ...         insert a layer into a model YAML, renumbering every ``from`` index
+    yolo-attn insert ...         insert a layer into a model YAML, renumbering every ``from`` index; or write the
+                                 config a name stands for (yolo-attn insert yolo26n-seg-cga-neck.yaml -o FILE)
     yolo-attn check ...          build a config at several scales and shapes; per-layer params and FLOPs
     yolo-attn demo ...           offline comparison run: stock YOLOv8n against the four attention variants
     yolo-attn bench ...          layer and model benchmarks (writes BENCHMARKS.md)
@@ -24,7 +25,7 @@ import sys
 __all__ = ["main", "COMMANDS"]
 
 COMMANDS = {
-    "insert": "yolo_attn.configs:main",
+    "insert": "yolo_attn.names:main",  # config names (yolo26n-lska.yaml); BASE --layer ... goes on to configs.main
     "check": "yolo_attn.check:main",
     "demo": "yolo_attn.demo:main",
     "bench": "yolo_attn.bench:main",

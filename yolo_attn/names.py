@@ -46,8 +46,10 @@ Examples:
 
 from __future__ import annotations
 
+import argparse
 import copy
 import difflib
+import sys
 import functools
 import importlib.util
 import re
@@ -55,13 +57,14 @@ from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
 
-from .configs import PLACEMENTS, insert, is_classify, load_base, placement_rows
+from .configs import PLACEMENTS, dump, insert, is_classify, load_base, placement_rows
+from .configs import main as insert_main
 from .integration import add_config_resolver
 from .layers.registry import REGISTRY
 
 __all__ = [
     "ConfigName", "ConfigNameError", "parse_name", "resolve", "stock_configs", "stock_name", "valid_placements",
-    "model_names", "SUFFIXES",
+    "model_names", "SUFFIXES", "main",
 ]
 
 SUFFIXES = {"": "after-sppf", "neck": "neck", "backbone": "backbone"}
@@ -236,3 +239,36 @@ add_config_resolver(resolve)
 def placement_summary(base: str) -> dict[str, list[int]]:
     """Placement -> the base rows it inserts after, for a stock YAML (README table, errors)."""
     return {at: placement_rows(stock_configs()[base], at) for at in valid_placements(base)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``yolo-attn insert NAME [-o FILE]``: write the config a name stands for; any other ``insert`` call (a base YAML
+    with ``--layer``) goes to :func:`yolo_attn.configs.main`. Returns the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--layer" in argv or any(a.startswith("--layer=") for a in argv) or not argv or argv[0].startswith("-"):
+        return insert_main(argv)
+    ap = argparse.ArgumentParser(prog="yolo-attn insert", description="Write the config a yolo_attn config name "
+                                 "(<stock model name>-<layer>[-<placement>].yaml) stands for.")
+    ap.add_argument("name", help="e.g. yolo26n-lska.yaml, yolo26s-seg-cga-neck.yaml")
+    ap.add_argument("-o", "--out", default=None, help="output YAML (default: print to stdout)")
+    a = ap.parse_args(argv)
+    try:
+        parsed = parse_name(a.name)
+        if parsed is None:
+            raise ConfigNameError(
+                f"'{a.name}' is no config name (<stock model name>-<layer>[-<placement>].yaml); to insert into a "
+                "stock or own YAML give --layer (yolo-attn insert BASE --layer LSKA --at neck)")
+        rows = placement_rows(stock_configs()[parsed.base], parsed.placement)
+    except (ConfigNameError, ValueError, KeyError) as e:
+        print(f"yolo-attn insert: {e}", file=sys.stderr)
+        return 1
+    header = (f"{Path(a.name).name}: {parsed.base} with {parsed.layer}, placement {parsed.placement}: after base "
+              f"row{'s' if len(rows) > 1 else ''} {', '.join(map(str, rows))}.\n"
+              f"Written by: yolo-attn insert {Path(a.name).name}")
+    text = dump(resolve(a.name), header)
+    if a.out:
+        Path(a.out).write_text(text, encoding="utf-8")
+        print(f"wrote {a.out}: {parsed.layer} after base rows {rows}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
