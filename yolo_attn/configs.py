@@ -363,9 +363,14 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, KeyError, FileNotFoundError, argparse.ArgumentTypeError) as e:
         print(f"yolo-attn insert: {e}", file=sys.stderr)
         return 1
-    if a.out:
-        Path(a.out).write_text(text, encoding="utf-8")
-        print(f"wrote {a.out}: {layer} after base rows {points}", file=sys.stderr)
+    return write_config(text, a.out, layer, points)
+
+
+def write_config(text: str, out: str | None, layer: str, points: list[int]) -> int:
+    """Write a config's YAML text to ``out`` (stdout when None) for ``yolo-attn insert``; returns exit code 0."""
+    if out:
+        Path(out).write_text(text, encoding="utf-8")
+        print(f"wrote {out}: {layer} after base rows {points}", file=sys.stderr)
     else:
         sys.stdout.write(text)
     return 0

@@ -57,7 +57,7 @@ from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
 
-from .configs import PLACEMENTS, dump, insert, is_classify, load_base, placement_rows
+from .configs import PLACEMENTS, dump, insert, is_classify, load_base, placement_rows, write_config
 from .configs import main as insert_main
 from .integration import add_config_resolver
 from .layers.registry import REGISTRY
@@ -265,10 +265,4 @@ def main(argv: list[str] | None = None) -> int:
     header = (f"{Path(a.name).name}: {parsed.base} with {parsed.layer}, placement {parsed.placement}: after base "
               f"row{'s' if len(rows) > 1 else ''} {', '.join(map(str, rows))}.\n"
               f"Written by: yolo-attn insert {Path(a.name).name}")
-    text = dump(resolve(a.name), header)
-    if a.out:
-        Path(a.out).write_text(text, encoding="utf-8")
-        print(f"wrote {a.out}: {parsed.layer} after base rows {rows}", file=sys.stderr)
-    else:
-        sys.stdout.write(text)
-    return 0
+    return write_config(dump(resolve(a.name), header), a.out, parsed.layer, rows)
