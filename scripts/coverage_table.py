@@ -3,7 +3,7 @@
 Usage: python scripts/coverage_table.py [--readme README.md] [--layers CGA,LSKA] [--rotate]
 
 Each case is the config name ``<stock stem>-<layer>[-<placement>].yaml`` (``yolo_attn.names``), built at the
-smallest declared scale and run forward (eval, no grad) at two input shapes, 64×64 and 64×96; it passes when every
+smallest declared scale and run forward (eval, no grad) at two input shapes, 64×64 and 64×96 (64×128 for P6 models); it passes when every
 output tensor is finite. Stock YAMLs are globbed from ``ultralytics/cfg/models`` (no hand list); the placements are
 those the family has (``yolo_attn.names.valid_placements``). With ``--readme`` the table between the
 ``coverage-table`` markers in the README is rewritten. ``tests/test_coverage.py`` runs the same check with the layers
@@ -28,7 +28,14 @@ from yolo_attn.integration import build_model
 from yolo_attn.layers.registry import REGISTRY
 from yolo_attn.names import ConfigName, resolve, stock_configs, valid_placements
 
-SHAPES = ((64, 64), (64, 96))
+def shapes_for(model) -> tuple[tuple[int, int], ...]:
+    """Input shapes (h, w): 64×64 and 64×(64 + the largest stride), i.e. 64×96, or 64×128 for a P6 model (stride 64),
+    whose stock network only takes multiples of 64."""
+    strides = getattr(model, "stride", None)
+    stride = max(32, int(max(strides))) if strides is not None else 32
+    return (64, 64), (64, 64 + stride)
+
+
 OFFLINE_EXCEPTIONS = {
     "yolo11-cls-resnet18.yaml": "its backbone row is torchvision's ResNet-18 with ImageNet weights, which torchvision "
                                 "downloads while the model is built: not buildable offline (online it resolves as "
@@ -65,7 +72,7 @@ def name_of(base: str, layer: str, placement: str) -> str:
 
 
 def check(base: str, layer: str, placement: str) -> dict:
-    """Build one case at its smallest scale and run it at :data:`SHAPES`; raises on failure. Returns details."""
+    """Build one case at its smallest scale and run it at :func:`shapes_for`; raises on failure. Returns details."""
     d = resolve(name_of(base, layer, placement))
     scales = list(d.get("scales") or {})
     with contextlib.redirect_stdout(io.StringIO()):
@@ -74,7 +81,7 @@ def check(base: str, layer: str, placement: str) -> dict:
     assert rows, f"no {layer} row in the built model"
     model.eval()
     with torch.no_grad():
-        for h, w in SHAPES:
+        for h, w in shapes_for(model):
             out = tensors(model(torch.rand(1, 3, h, w)))
             assert out and all(torch.isfinite(t).all() for t in out), f"non-finite output at {h}x{w}"
     return {"scale": scales[0] if scales else "-", "rows": rows, "task": type(model).__name__}
@@ -106,7 +113,7 @@ def table(results: list[dict]) -> str:
     counts = Counter(r["status"] for r in results)
     lines = [f"{counts['ok']} of {len(results)} cases pass ({len(by_base)} stock YAMLs × "
              f"{len({r['layer'] for r in results})} layers × their placements; smallest scale, forward at "
-             f"{' and '.join(f'{h}×{w}' for h, w in SHAPES)}).", "",
+             "64×64 and 64×96, P6 models 64×128).", "",
              "| stock YAML | placements | cases ok |", "|---|---|---:|"]
     for base, rows in by_base.items():
         ok = sum(r["status"] == "ok" for r in rows)
