@@ -50,7 +50,9 @@ if dual:
 x = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
 with torch.no_grad():
     y = net(x)
-y = (y[0] if isinstance(y, (list, tuple)) else y).numpy()
+while isinstance(y, (list, tuple)):  # (inference output, raw heads); segment: ((rows, prototypes), ...)
+    y = y[0]
+y = y.numpy()
 sess = ort.InferenceSession(onnx)
 o = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0]
 if dual:  # top-k (box, class) rows: near-tied scores of an untrained head may pick and order pairs differently, so
