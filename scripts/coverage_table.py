@@ -111,9 +111,12 @@ def table(results: list[dict]) -> str:
     for r in results:
         by_base.setdefault(r["base"], []).append(r)
     counts = Counter(r["status"] for r in results)
-    lines = [f"{counts['ok']} of {len(results)} cases pass ({len(by_base)} stock YAMLs × "
-             f"{len({r['layer'] for r in results})} layers × their placements; smallest scale, forward at "
-             "64×64 and 64×96, P6 models 64×128).", "",
+    rotated = len({(r["base"], r["placement"]) for r in results}) == len(results)
+    layers = len({r["layer"] for r in results})
+    product = (f"every placement with the {layers} layers rotated over the cases" if rotated else
+               f"{layers} layers × every placement")
+    lines = [f"{counts['ok']} of {len(results)} cases pass ({len(by_base)} stock YAMLs of the installed Ultralytics × "
+             f"{product}; smallest scale, forward at 64×64 and 64×96, P6 models 64×128).", "",
              "| stock YAML | placements | cases ok |", "|---|---|---:|"]
     for base, rows in by_base.items():
         ok = sum(r["status"] == "ok" for r in rows)
