@@ -187,9 +187,10 @@ def _absolute(f, j: int) -> list[int]:
     return [x if x >= 0 else j + x for x in ([f] if isinstance(f, int) else f)]
 
 
-def row_strides(base: str | Path | dict, probe: int = 256) -> list[int | None]:
+def row_strides(base: str | Path | dict, probe: int = 64) -> list[int | None]:
     """Output stride of every row of a config (None where a row's output is not one feature map), measured by
-    building it at its smallest declared scale and running one ``probe``×``probe`` forward."""
+    building it at its smallest declared scale and running one ``probe``×``probe`` forward (64 covers every stock
+    stride up to P6's 64, as a 1×1 map)."""
     d = load_base(base)
     key = yaml.safe_dump({k: v for k, v in d.items() if k not in ("yaml_file", "scale")}, default_flow_style=True)
     return list(_row_strides(key, probe))
