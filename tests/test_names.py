@@ -6,7 +6,6 @@ resolve to the shipped files; ``yolo-attn insert NAME -o FILE`` writes the same 
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest

@@ -236,11 +236,6 @@ def resolve(name: str) -> dict | None:
 add_config_resolver(resolve)
 
 
-def placement_summary(base: str) -> dict[str, list[int]]:
-    """Placement -> the base rows it inserts after, for a stock YAML (README table, errors)."""
-    return {at: placement_rows(stock_configs()[base], at) for at in valid_placements(base)}
-
-
 def main(argv: list[str] | None = None) -> int:
     """``yolo-attn insert NAME [-o FILE]``: write the config a name stands for; any other ``insert`` call (a base YAML
     with ``--layer``) goes to :func:`yolo_attn.configs.main`. Returns the exit code."""
