@@ -27,7 +27,8 @@ Facts relied on (see also ``yolo_attn_autoload.py`` for the start-up hook):
    ``pickled`` are added with ``torch.serialization.add_safe_globals``.
 5. ``yaml_model_load`` (in ``tasks``; ``engine.model`` imports it by name) turns a config name into a dict. When the
    name is no local file, the resolvers registered with :func:`add_config_resolver` (the shipped and generated
-   configs: ``yolo_attn.configs``, ``yolo_attn.names``) may supply it; the scale is kept from the requested name, as for stock configs.
+   configs: ``yolo_attn.configs``, ``yolo_attn.names``) may supply it; the scale is kept from the requested name,
+   as for stock configs.
 6. Square batches (for layers that declare ``requires_square_input``, e.g. ``FLA(fixed=True)``): training builds
    its val set in ``DetectionTrainer.build_dataset`` with ``rect=mode == "val"``; ``Model.val``/``yolo val`` pass
    ``rect=True``; all datasets come from ``BaseDataset.__init__(..., rect=...)`` (keyword in every checked version).
