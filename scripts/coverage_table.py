@@ -3,11 +3,12 @@
 Usage: python scripts/coverage_table.py [--readme README.md] [--layers CGA,LSKA] [--rotate]
 
 Each case is the config name ``<stock stem>-<layer>[-<placement>].yaml`` (``yolo_attn.names``), built at the
-smallest declared scale and run forward (eval, no grad) at two input shapes, 64×64 and 64×96 (64×128 for P6 models); it passes when every
-output tensor is finite. Stock YAMLs are globbed from ``ultralytics/cfg/models`` (no hand list); the placements are
-those the family has (``yolo_attn.names.valid_placements``). With ``--readme`` the table between the
-``coverage-table`` markers in the README is rewritten. ``tests/test_coverage.py`` runs the same check with the layers
-rotated (``--rotate``: every YAML × every placement, each layer meeting each family).
+smallest declared scale and run forward (eval, no grad) at two input shapes, 64×64 and 64×96 (64×128 for P6
+models); it passes when every output tensor is finite. Stock YAMLs are globbed from ``ultralytics/cfg/models`` (no
+hand list); the placements are those the family has (``yolo_attn.names.valid_placements``). With ``--readme`` the
+table between the ``coverage-table`` markers in the README is rewritten. ``tests/test_coverage.py`` runs the same
+full product (about 2.5 min on 2 cores); ``--rotate`` gives one layer per YAML × placement, rotated so that each
+layer meets each family.
 """
 
 from __future__ import annotations
@@ -29,8 +30,8 @@ from yolo_attn.layers.registry import REGISTRY
 from yolo_attn.names import ConfigName, resolve, stock_configs, valid_placements
 
 def shapes_for(model) -> tuple[tuple[int, int], ...]:
-    """Input shapes (h, w): 64×64 and 64×(64 + the largest stride), i.e. 64×96, or 64×128 for a P6 model (stride 64),
-    whose stock network only takes multiples of 64."""
+    """Input shapes (h, w): 64×64 and 64×(64 + the largest stride), i.e. 64×96, or 64×128 for a P6 model
+    (stride 64), whose stock network only takes multiples of 64."""
     strides = getattr(model, "stride", None)
     stride = max(32, int(max(strides))) if strides is not None else 32
     return (64, 64), (64, 64 + stride)

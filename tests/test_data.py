@@ -231,7 +231,7 @@ def test_same_bytes_in_another_process(tmp_path):
     assert _files(here.parent) == _files(tmp_path / "there")
 
 
-# --- every task: segment polygons, obb corners, pose keypoints, classify folders ---------------------------------------
+# --- every task: segment polygons, obb corners, pose keypoints, classify folders --------------------------------------
 
 
 def _rows(path: Path) -> list[np.ndarray]:

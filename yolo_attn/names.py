@@ -52,12 +52,11 @@ import difflib
 import sys
 import functools
 import importlib.util
-import re
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
 
-from .configs import PLACEMENTS, dump, insert, is_classify, load_base, placement_rows, write_config
+from .configs import PLACEMENTS, dump, insert, is_classify, load_base, placement_rows, unscaled, write_config
 from .configs import main as insert_main
 from .integration import add_config_resolver
 from .layers.registry import REGISTRY
@@ -111,15 +110,10 @@ def stock_configs() -> dict[str, Path]:
     return {p.name: p for p in sorted(root.rglob("*.y*ml"))}
 
 
-def _unscaled(stem: str) -> str:
-    """The stem without its scale letter, as Ultralytics' ``yaml_model_load`` unifies it (yolo26s-seg -> yolo26-seg)."""
-    return re.sub(r"(\d+)([nslmx])(.+)?$", r"\1\3", stem)
-
-
 def stock_name(stem: str) -> str | None:
     """The stock YAML file a model name stands for (``yolo26n-seg`` -> ``yolo26-seg.yaml``), or None."""
     files = stock_configs()
-    for candidate in (stem, _unscaled(stem)):
+    for candidate in (stem, unscaled(stem)):
         if f"{candidate}.yaml" in files:
             return f"{candidate}.yaml"
     return None
