@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from yolo_attn.data import CLASSES, image_rng, main, make_shapes, render
-from yolo_attn.data.shapes import JPEG_PARAMS
+from yolo_attn.data.shapes import JPEG_PARAMS, classify_scene
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -229,3 +229,124 @@ def test_same_bytes_in_another_process(tmp_path):
     env = {**os.environ, "PYTHONHASHSEED": "123", "PYTHONPATH": str(REPO)}
     subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=120)
     assert _files(here.parent) == _files(tmp_path / "there")
+
+
+# --- every task: segment polygons, obb corners, pose keypoints, classify folders --------------------------------------
+
+
+def _rows(path: Path) -> list[np.ndarray]:
+    return [np.array(line.split(), np.float64) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _largest_region_filled(m: np.ndarray) -> np.ndarray:
+    """The largest 8-connected region of a mask with its holes filled (scipy: independent of the generator's cv2)."""
+    from scipy import ndimage
+
+    lab, n = ndimage.label(m, structure=np.ones((3, 3)))
+    sizes = ndimage.sum(m, lab, range(1, n + 1))
+    return ndimage.binary_fill_holes(lab == 1 + int(np.argmax(sizes)))
+
+
+@pytest.mark.parametrize("task", ["segment", "obb", "pose"])
+def test_task_labels_match_visible_pixels(tmp_path, task):
+    s, n = 96, 12
+    y = make_shapes(tmp_path, train=n, val=1, imgsz=s, seed=4, task=task)
+    names = [c for c in CLASSES if c != "pair"] if task == "segment" else list(CLASSES)
+    checked = 0
+    for i in range(n):
+        sc = render(image_rng(4, "train", i), s, names)
+        rows = _rows(y.parent / "labels" / "train" / f"{i:06d}.txt")
+        assert len(rows) == len(sc.classes)
+        for row, cls, m, xywh in zip(rows, sc.classes, sc.masks, sc.yolo_labels()[:, 1:]):
+            coords = np.concatenate([row[1:5], row[5:].reshape(4, 3)[:, :2].ravel()]) if task == "pose" else row[1:]
+            assert int(row[0]) == cls and np.all((coords >= 0) & (coords <= 1))
+            if task == "segment":  # the polygon, drawn, is the object's largest visible region
+                pts = row[1:].reshape(-1, 2) * s - 0.5
+                drawn = np.zeros((s, s), np.uint8)
+                cv2.fillPoly(drawn, [np.rint(pts).astype(np.int32)], 1)
+                want = _largest_region_filled(m)
+                iou = (drawn.astype(bool) & want).sum() / (drawn.astype(bool) | want).sum()
+                assert iou >= 0.9, (i, CLASSES[cls], iou)
+            elif task == "obb":  # every visible pixel lies in the rotated box, which is no larger than the upright one
+                corners = (row[1:].reshape(4, 2) * s).astype(np.float32)
+                ys, xs = np.nonzero(m)
+                inside = [cv2.pointPolygonTest(corners, (float(x) + 0.5, float(yy) + 0.5), True) for x, yy in
+                          zip(xs, ys)]
+                assert min(inside) >= -0.01, (i, CLASSES[cls], min(inside))
+                assert cv2.contourArea(corners) <= (np.ptp(xs) + 1) * (np.ptp(ys) + 1) * (1 + 1e-4)
+            else:  # box as for detect, then top, right, bottom, left extreme visible pixels, all visible (2)
+                np.testing.assert_allclose(row[1:5], xywh, atol=1e-6)
+                k = row[5:].reshape(4, 3)
+                assert np.all(k[:, 2] == 2)
+                px = np.floor(k[:, :2] * s + 1e-6).astype(int)
+                assert all(m[yy, x] for x, yy in px), (i, CLASSES[cls])
+                ys, xs = np.nonzero(m)
+                assert (px[0, 1], px[1, 0], px[2, 1], px[3, 0]) == (ys.min(), xs.max(), ys.max(), xs.min())
+            checked += 1
+    assert checked >= 30
+
+
+def test_pose_yaml_and_flip_idx(tmp_path):
+    """kpt_shape and flip_idx in the YAML; flip_idx is right: a mirrored mask's keypoints are the mirrored ones,
+    reordered by flip_idx."""
+    import yaml
+
+    from yolo_attn.data import FLIP_IDX, KPT_SHAPE
+
+    y = make_shapes(tmp_path, train=2, val=1, imgsz=64, task="pose")
+    d = yaml.safe_load(y.read_text())
+    assert d["kpt_shape"] == list(KPT_SHAPE) == [4, 3] and d["flip_idx"] == list(FLIP_IDX)
+    for i in range(10):
+        sc = render(image_rng(0, "train", i), 64)
+        for k in range(len(sc.classes)):
+            kp = sc.keypoints(k)
+            owner = sc.owner.copy()
+            flipped = type(sc)(sc.image[:, ::-1], sc.classes, sc.boxes, owner[:, ::-1], sc.parts, sc.visibility, 0)
+            fk = flipped.keypoints(k)
+            mirrored = kp[list(FLIP_IDX)].copy()
+            mirrored[:, 0] = 64 - mirrored[:, 0]
+            np.testing.assert_allclose(fk[[1, 3], 0], mirrored[[1, 3], 0])  # right/left: x (y may tie)
+            np.testing.assert_allclose(fk[[0, 2], 1], mirrored[[0, 2], 1])  # top/bottom: y (x may tie)
+
+
+def test_classify_folders(tmp_path):
+    root = make_shapes(tmp_path / "a", train=12, val=6, imgsz=64, seed=2, task="classify")
+    again = make_shapes(tmp_path / "b", train=12, val=6, imgsz=64, seed=2, task="classify")
+    files = {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*.jpg"))}
+    assert files == {str(p.relative_to(again)): p.read_bytes() for p in sorted(again.rglob("*.jpg"))}
+    assert sorted(p.name for p in (root / "train").iterdir()) == sorted(CLASSES)
+    assert len([k for k in files if k.startswith("train/")]) == 12 and len(files) == 18
+    for key, data in files.items():
+        split, name, file = key.split("/")
+        i = int(file[:6])
+        assert name == CLASSES[i % len(CLASSES)]  # classes in turn
+        sc = classify_scene(image_rng(2, split, i), 64, name)
+        assert len(sc.classes) >= 1 and set(sc.classes.tolist()) == {0}  # objects of that one class show
+        img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        assert cv2.PSNR(img, sc.image) > 33  # and the file is that render
+    # Ultralytics reads it as a classification dataset
+    code = textwrap.dedent(f"""
+        from ultralytics.data.utils import check_cls_dataset
+        d = check_cls_dataset({str(root)!r})
+        assert d["nc"] == {len(CLASSES)} and sorted(d["names"].values()) == {sorted(CLASSES)!r}, d
+        print("OK")
+        """)
+    env = {**os.environ, "YOLO_OFFLINE": "1", "YOLO_CONFIG_DIR": str(tmp_path / "cfg"), "PYTHONPATH": str(REPO)}
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "OK" in r.stdout, r.stdout + r.stderr
+
+
+@pytest.mark.parametrize("task", ["segment", "pose", "obb"])
+def test_task_datasets_deterministic_and_cli(tmp_path, task, capsys):
+    a = make_shapes(tmp_path / "a", train=3, val=2, imgsz=64, seed=9, task=task)
+    assert main(["--out", str(tmp_path / "b"), "--train", "3", "--val", "2", "--imgsz", "64", "--seed", "9",
+                 "--task", task]) == 0
+    assert _files(a.parent) == _files(tmp_path / "b")
+    assert f"task={task!r}" in a.read_text()
+
+
+def test_task_errors(tmp_path):
+    with pytest.raises(ValueError, match="task must be one of detect, segment, pose, obb, classify"):
+        make_shapes(tmp_path, train=1, val=1, imgsz=32, task="depth")
+    with pytest.raises(ValueError, match="'pair' .* has no single outline"):
+        make_shapes(tmp_path, train=1, val=1, imgsz=32, task="segment", classes=["pair", "ring"])

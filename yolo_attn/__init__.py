@@ -20,6 +20,7 @@ import sys
 import yolo_attn_autoload as _autoload
 
 from .configs import cfg_path, insert
+from . import names  # noqa: F401 - registers the resolver of config names (yolo26n-lska.yaml)
 from .integration import register, registered
 from .layers.registry import REGISTRY, discover, register_module
 from .layers import CGA, FLA, LAYERS, LSKA, SHSA, LayerArgumentError, create_layer

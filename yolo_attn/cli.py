@@ -3,11 +3,12 @@
 Commands (``yolo-attn <command> --help`` for options):
 
     yolo-attn layers             list the registered layer names, aliases and their YAML arguments
-    yolo-attn insert ...         insert a layer into a model YAML, renumbering every ``from`` index
+    yolo-attn insert ...         insert a layer into a model YAML, renumbering every ``from`` index; or write the
+                                 config a name stands for (yolo-attn insert yolo26n-seg-cga-neck.yaml -o FILE)
     yolo-attn check ...          build a config at several scales and shapes; per-layer params and FLOPs
     yolo-attn demo ...           offline comparison run: stock YOLOv8n against the four attention variants
     yolo-attn bench ...          layer and model benchmarks (writes BENCHMARKS.md)
-    yolo-attn data shapes ...    generate the synthetic shapes dataset
+    yolo-attn data shapes ...    generate the synthetic shapes dataset (--task detect|segment|pose|obb|classify)
     yolo-attn version            the plugin's version (and Ultralytics'); also --version
 
 Anything else goes to Ultralytics' own ``yolo`` command, with the layers registered — for environments that skip
@@ -24,7 +25,7 @@ import sys
 __all__ = ["main", "COMMANDS"]
 
 COMMANDS = {
-    "insert": "yolo_attn.configs:main",
+    "insert": "yolo_attn.names:main",  # config names (yolo26n-lska.yaml); BASE --layer ... goes on to configs.main
     "check": "yolo_attn.check:main",
     "demo": "yolo_attn.demo:main",
     "bench": "yolo_attn.bench:main",
@@ -74,7 +75,8 @@ def _help() -> int:
 
 def _data(argv: list[str]) -> int:
     if not argv or argv[0] != "shapes":
-        print("usage: yolo-attn data shapes --out DIR [--train N --val M --imgsz S --seed K]", file=sys.stderr)
+        print("usage: yolo-attn data shapes --out DIR [--task detect|segment|pose|obb|classify] [--train N --val M "
+              "--imgsz S --seed K]", file=sys.stderr)
         return 2
     from .data.shapes import main as shapes_main
 

@@ -7,10 +7,12 @@ with the layer spliced in.
 
 Placements (``at``):
 
-* ``after-sppf`` — after the P5 context block (the last SPPF / SPP / SPPELAN for YOLO, AIFI for RT-DETR);
-* ``neck`` — after each row whose output feeds the detection head (P3, P4, P5 for the stock detectors), so the
-  head and every other consumer of those maps read the attended maps;
-* ``backbone`` — after the backbone rows at stride 8 and 16 (P3, P4) that the head reads as skip inputs; P5 is
+* ``after-sppf`` — after the P5 context block (the last SPPF / SPP / SPPELAN for YOLO, AIFI for RT-DETR); a model
+  without one (YOLO12, YOLOv3, every classification model) gets it after its last backbone row, the P5 stage;
+* ``neck`` — after each row whose output feeds the head (P3, P4, P5 for the stock detectors), so the head and every
+  other consumer of those maps read the attended maps; a classification model has no neck (refused);
+* ``backbone`` — after the backbone rows at stride 8 and 16 (P3, P4) that the head reads as skip inputs (for a
+  classification model, whose head reads no skip input: the last backbone rows at stride 8 and 16); P5 is
   covered by ``after-sppf``;
 * a row index or a list of them (``at=[4, 6]``), in the base config's numbering.
 
@@ -35,7 +37,7 @@ from .layers.registry import find, lookup
 
 __all__ = [
     "load_base", "insert", "insert_rows", "find_after_sppf", "placement_rows", "default_args", "dump",
-    "declared_scales", "cfg_path", "shipped_configs", "PLACEMENTS", "main",
+    "declared_scales", "cfg_path", "shipped_configs", "PLACEMENTS", "main", "is_classify",
 ]
 
 PLACEMENTS = ("after-sppf", "neck", "backbone")
@@ -122,12 +124,22 @@ def _rows(d: dict) -> list:
     return list(d["backbone"]) + list(d["head"])
 
 
+def is_classify(d: dict) -> bool:
+    """Whether a config is a classification model (its head ends in Classify), which has no neck."""
+    head = d.get("head") or []
+    return bool(head) and str(head[-1][2]).lower() in {"classify", "classifier", "cls", "fc"}
+
+
 def find_after_sppf(d: dict) -> int:
-    """Index of the last P5 context block (SPPF for YOLO, AIFI for RT-DETR)."""
+    """Index of the last P5 context block (SPPF for YOLO, AIFI for RT-DETR); for a config without one (YOLO12,
+    YOLOv3, classification models) the last backbone row, which ends the P5 stage."""
     hits = [i for i, row in enumerate(_rows(d)) if row[2] in _P5_CONTEXT]
-    if not hits:
-        raise ValueError(f"no {'/'.join(_P5_CONTEXT)} row in this config: give an explicit layer index instead")
-    return hits[-1]
+    if hits:
+        return hits[-1]
+    if not d.get("backbone"):
+        raise ValueError(f"no {'/'.join(_P5_CONTEXT)} row and no backbone in this config: give an explicit layer "
+                         "index instead")
+    return len(d["backbone"]) - 1
 
 
 def _shift(f, j: int, after: int):
@@ -179,9 +191,10 @@ def _absolute(f, j: int) -> list[int]:
     return [x if x >= 0 else j + x for x in ([f] if isinstance(f, int) else f)]
 
 
-def row_strides(base: str | Path | dict, probe: int = 256) -> list[int | None]:
+def row_strides(base: str | Path | dict, probe: int = 64) -> list[int | None]:
     """Output stride of every row of a config (None where a row's output is not one feature map), measured by
-    building it at its smallest declared scale and running one ``probe``×``probe`` forward."""
+    building it at its smallest declared scale and running one ``probe``×``probe`` forward (64 covers every stock
+    stride up to P6's 64, as a 1×1 map)."""
     d = load_base(base)
     key = yaml.safe_dump({k: v for k, v in d.items() if k not in ("yaml_file", "scale")}, default_flow_style=True)
     return list(_row_strides(key, probe))
@@ -219,11 +232,16 @@ def placement_rows(base: str | Path | dict, at: str | int | Iterable[int]) -> li
     if at == "after-sppf":
         return [find_after_sppf(d)]
     if at == "neck":
+        if is_classify(d):
+            raise ValueError("a classification model has no neck (its head is one Classify row reading the last "
+                             "backbone row): use the after-sppf or backbone placement")
         return sorted(set(_absolute(rows[-1][0], len(rows) - 1)))
     if at == "backbone":
         nb = len(d["backbone"])
         strides = row_strides(d)
         read = {x for j in range(nb, len(rows)) for x in _absolute(rows[j][0], j) if x < nb - 1}
+        if is_classify(d):  # no skip inputs: the last backbone row at each of stride 8 and 16
+            read = {max(x for x in range(nb) if strides[x] == s) for s in (8, 16) if s in strides[:nb]}
         hits = sorted(x for x in read if strides[x] in (8, 16))
         if not hits:
             raise ValueError("no backbone row at stride 8 or 16 is read by the head in this config; "
@@ -353,13 +371,18 @@ def main(argv: list[str] | None = None) -> int:
             print(f"yolo-attn insert: the result does not build ({type(e).__name__}: {e}); nothing written. "
                   "Check it with 'yolo-attn check', or write it anyway with --no-check.", file=sys.stderr)
             return 1
-    if a.out:
+    return write_config(text, a.out, layer, points)
+
+
+def write_config(text: str, out: str | None, layer: str, points: list[int]) -> int:
+    """Write a config's YAML text to ``out`` (stdout when None) for ``yolo-attn insert``; returns the exit code."""
+    if out:
         try:
-            Path(a.out).write_text(text, encoding="utf-8")
+            Path(out).write_text(text, encoding="utf-8")
         except OSError as e:
-            print(f"yolo-attn insert: cannot write {a.out}: {e.strerror or e}", file=sys.stderr)
+            print(f"yolo-attn insert: cannot write {out}: {e.strerror or e}", file=sys.stderr)
             return 1
-        print(f"wrote {a.out}: {layer} after base rows {points}", file=sys.stderr)
+        print(f"wrote {out}: {layer} after base rows {points}", file=sys.stderr)
     else:
         sys.stdout.write(text)
     return 0

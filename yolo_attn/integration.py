@@ -27,7 +27,8 @@ Facts relied on (see also ``yolo_attn_autoload.py`` for the start-up hook):
    ``pickled`` are added with ``torch.serialization.add_safe_globals``.
 5. ``yaml_model_load`` (in ``tasks``; ``engine.model`` imports it by name) turns a config name into a dict. When the
    name is no local file, the resolvers registered with :func:`add_config_resolver` (the shipped and generated
-   configs, ``yolo_attn.configs``) may supply it; the scale is kept from the requested name, as for stock configs.
+   configs: ``yolo_attn.configs``, ``yolo_attn.names``) may supply it; the scale is kept from the requested name,
+   as for stock configs.
 6. Square batches (for layers that declare ``requires_square_input``, e.g. ``FLA(fixed=True)``): training builds
    its val set in ``DetectionTrainer.build_dataset`` with ``rect=mode == "val"``; ``Model.val``/``yolo val`` pass
    ``rect=True``; all datasets come from ``BaseDataset.__init__(..., rect=...)`` (keyword in every checked version).
@@ -432,6 +433,15 @@ _TASK_MODELS = {
     "pose": "PoseModel",
     "obb": "OBBModel",
     "classify": "ClassificationModel",
+    "semantic": "SemanticSegmentationModel",  # 8.4.x (YOLO26 -sem)
+    "depth": "DepthModel",  # 8.4.x (YOLO26 -depth)
+}
+_HEAD_MODELS = {  # heads whose model class the task does not give (as Ultralytics' YOLO/RTDETR front ends choose)
+    "RTDETRDecoder": "RTDETRDetectionModel",
+    "WorldDetect": "WorldModel",
+    "YOLOEDetect": "YOLOEModel",
+    "YOLOESegment": "YOLOESegModel",
+    "YOLOESegment26": "YOLOESegModel",
 }
 
 
@@ -444,10 +454,8 @@ def build_model(cfg, scale: str | None = None, verbose: bool = False) -> nn.Modu
     d = dict(cfg) if isinstance(cfg, dict) else tasks.yaml_model_load(cfg)
     if scale:
         d["scale"] = scale
-    if any(len(row) > 2 and row[2] == "RTDETRDecoder" for row in d.get("head", [])):
-        cls = tasks.RTDETRDetectionModel
-    else:
-        cls = getattr(tasks, _TASK_MODELS[tasks.guess_model_task(d)])
+    head = str((d.get("head") or [[None, None, ""]])[-1][2])
+    cls = getattr(tasks, _HEAD_MODELS.get(head, ""), None) or getattr(tasks, _TASK_MODELS[tasks.guess_model_task(d)])
     return cls(d, verbose=verbose)
 
 

@@ -65,11 +65,15 @@ from statistics import NormalDist
 import cv2
 import numpy as np
 
-__all__ = ["CLASSES", "SPLITS", "Scene", "image_rng", "main", "make_shapes", "render"]
+__all__ = ["CLASSES", "SPLITS", "TASKS", "KPT_SHAPE", "FLIP_IDX", "Scene", "image_rng", "main", "make_shapes", "render"]
 
 CLASSES: tuple[str, ...] = ("rectangle", "ellipse", "triangle", "cross", "ring", "pair")
 SPLITS: tuple[str, ...] = ("train", "val")  # split name -> id is its index (part of the image seed)
 
+TASKS: tuple[str, ...] = ("detect", "segment", "pose", "obb", "classify")
+KEYPOINTS: tuple[str, ...] = ("top", "right", "bottom", "left")  # pose: the object's extreme visible pixels
+KPT_SHAPE: tuple[int, int] = (len(KEYPOINTS), 3)  # x, y, visibility
+FLIP_IDX: tuple[int, ...] = (0, 3, 2, 1)  # a left-right flip swaps the rightmost and leftmost points
 MIN_VISIBLE = 0.30  # drop labels of objects with less than this fraction of their pixels visible
 # JPEG quality 95 without chroma subsampling (4:4:4): tiny coloured objects keep their colour
 JPEG_PARAMS: tuple[int, ...] = (
@@ -114,6 +118,53 @@ class Scene:
         if not self.parts:
             return np.zeros((0, h, w), bool)
         return np.stack([np.isin(self.owner, ids) for ids in self.parts])
+
+    def polygon(self, k: int) -> np.ndarray:
+        """``(m, 2)`` pixel coordinates (pixel centres) of the outline of object ``k``'s largest visible region
+        (segment labels; holes and smaller pieces cut off by occlusion are not part of it)."""
+        contours, _ = cv2.findContours(self.masks[k].astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        return max(contours, key=cv2.contourArea).reshape(-1, 2).astype(np.float64)
+
+    def rotated_box(self, k: int) -> np.ndarray:
+        """``(4, 2)`` corners (pixel-edge coordinates) of the smallest rotated rectangle around every visible pixel
+        of object ``k`` (obb labels). Where that rectangle would leave the image (an object cut by the border), the
+        upright tight box instead: label coordinates must stay inside the image."""
+        ys, xs = np.nonzero(self.masks[k])
+        corners = np.concatenate([np.stack([xs + dx, ys + dy], 1) for dx in (0, 1) for dy in (0, 1)])
+        box = cv2.boxPoints(cv2.minAreaRect(corners.astype(np.float32))).astype(np.float64)
+        h, w = self.owner.shape
+        if box.min() < 0 or box[:, 0].max() > w or box[:, 1].max() > h:
+            x0, y0, x1, y1 = xs.min(), ys.min(), xs.max() + 1, ys.max() + 1
+            box = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], np.float64)
+        return box
+
+    def keypoints(self, k: int) -> np.ndarray:
+        """``(4, 2)`` pixel coordinates (pixel centres) of object ``k``'s topmost, rightmost, bottommost and leftmost
+        visible pixels (:data:`KEYPOINTS`; ties: the first in row-major order)."""
+        ys, xs = np.nonzero(self.masks[k])
+        picks = (np.argmin(ys), np.argmax(xs), np.argmax(ys), np.argmin(xs))
+        return np.array([[xs[i] + 0.5, ys[i] + 0.5] for i in picks])
+
+    def task_labels(self, task: str) -> str:
+        """Label file text for a task: ``cls xc yc w h`` (detect); ``cls x1 y1 ... xm ym`` (segment polygon);
+        ``cls x1 y1 ... x4 y4`` (obb corners); ``cls xc yc w h`` + four ``x y 2`` keypoints (pose); normalised."""
+        h, w = self.owner.shape
+        scale = np.array([w, h], np.float64)
+        lines = []
+        for k, row in enumerate(self.yolo_labels()):
+            if task == "detect":
+                values = row[1:]
+            elif task == "segment":
+                values = ((self.polygon(k) + 0.5) / scale).ravel()
+            elif task == "obb":
+                values = (self.rotated_box(k) / scale).ravel()
+            elif task == "pose":
+                kpts = self.keypoints(k) / scale
+                values = np.concatenate([row[1:], np.concatenate([kpts, np.full((len(kpts), 1), 2.0)], 1).ravel()])
+            else:
+                raise ValueError(f"task must be one of {', '.join(TASKS[:-1])} for label files, got {task!r}")
+            lines.append(f"{int(row[0])} " + " ".join(f"{v:.6f}" for v in values) + "\n")
+        return "".join(lines)
 
     def yolo_labels(self) -> np.ndarray:
         """``(n, 5)`` float64 rows ``cls xc yc w h`` normalised by the image size."""
@@ -468,7 +519,49 @@ def _check_classes(classes: Sequence[str] | None) -> tuple[str, ...]:
 
 
 def _format_labels(scene: Scene) -> str:
-    return "".join(f"{int(r[0])} {r[1]:.6f} {r[2]:.6f} {r[3]:.6f} {r[4]:.6f}\n" for r in scene.yolo_labels())
+    return scene.task_labels("detect")
+
+
+def _check_task(task: str, classes: Sequence[str] | None) -> tuple[str, tuple[str, ...]]:
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
+    if classes is None and task == "segment":
+        return task, tuple(c for c in CLASSES if c != "pair")
+    names = _check_classes(classes)
+    if task == "segment" and "pair" in names:
+        raise ValueError("classes: 'pair' (two marks far apart, one label) has no single outline; leave it out for "
+                         "task='segment'")
+    return task, names
+
+
+def classify_scene(rng: np.random.Generator, imgsz: int, name: str) -> Scene:
+    """A scene showing only objects of class ``name`` (at least one labelled), for the classify task."""
+    for _ in range(20):
+        scene = render(rng, imgsz, (name,))
+        if len(scene.classes):
+            return scene
+    raise RuntimeError(f"no visible {name} in 20 renders")  # pragma: no cover - never seen
+
+
+def _make_classify(root: Path, counts: dict, imgsz: int, seed: int, names: tuple[str, ...]) -> Path:
+    for split, n in counts.items():
+        for name in names:
+            folder = root / split / name
+            folder.mkdir(parents=True, exist_ok=True)
+            for stale in folder.glob("*.jpg"):
+                stale.unlink()
+        for i in range(n):
+            name = names[i % len(names)]
+            scene = classify_scene(image_rng(seed, split, i), imgsz, name)
+            _write_jpg(root / split / name / f"{i:06d}.jpg", scene.image, f"{split}/{i}")
+    return root
+
+
+def _write_jpg(path: Path, image: np.ndarray, what: str) -> None:
+    ok, buf = cv2.imencode(".jpg", image, list(JPEG_PARAMS))
+    if not ok:  # pragma: no cover
+        raise RuntimeError(f"JPEG encoding failed for {what}")
+    path.write_bytes(buf.tobytes())
 
 
 def make_shapes(
@@ -478,8 +571,20 @@ def make_shapes(
     imgsz: int = 128,
     seed: int = 0,
     classes: Sequence[str] | None = None,
+    task: str = "detect",
 ) -> Path:
-    """Generate the synthetic shapes detection dataset in YOLO format and return its ``data.yaml``.
+    """Generate the synthetic shapes dataset for a task in YOLO format and return its ``data.yaml``.
+
+    Tasks (the same scenes; labels from the visible pixels of each object):
+
+    * ``detect``: ``cls xc yc w h``, the tight box of the visible pixels.
+    * ``segment``: ``cls x1 y1 ... xm ym``, the outline of the object's largest visible region (``pair`` is left out:
+      its two marks have no single outline).
+    * ``obb``: ``cls x1 y1 ... x4 y4``, the smallest rotated rectangle around the visible pixels.
+    * ``pose``: the box plus four keypoints ``x y 2`` — the topmost, rightmost, bottommost and leftmost visible pixel
+      (``kpt_shape: [4, 3]``, ``flip_idx: [0, 3, 2, 1]`` in the YAML).
+    * ``classify``: ``out/{train,val}/<class>/000000.jpg``, each image showing objects of one class (classes in turn);
+      returns the directory (``data=`` takes it), not a YAML.
 
     Args:
         out: output directory (created; existing ``*.jpg`` in ``images/{train,val}``, ``*.txt`` in
@@ -489,7 +594,8 @@ def make_shapes(
         imgsz: square image size in pixels (>= 32).
         seed: base seed (>= 0); image ``i`` of a split uses :func:`image_rng` ``(seed, split, i)``.
         classes: subset of :data:`CLASSES` to generate (names or a comma-separated string); label ids
-            follow the given order.  ``None`` = all classes.
+            follow the given order.  ``None`` = all classes (all but ``pair`` for segment).
+        task: one of :data:`TASKS`.
 
     Returns:
         Absolute path of ``out/data.yaml`` (``path`` is absolute, ``train: images/train``,
@@ -510,10 +616,11 @@ def make_shapes(
     val = _check_int("val", val, 1)
     imgsz = _check_int("imgsz", imgsz, 32)
     seed = _check_int("seed", seed, 0)
-    names = _check_classes(classes)
+    task, names = _check_task(task, classes)
 
     root = Path(out).expanduser().resolve()
-    params = list(JPEG_PARAMS)
+    if task == "classify":
+        return _make_classify(root, {"train": train, "val": val}, imgsz, seed, names)
     for split, n in (("train", train), ("val", val)):
         img_dir, lbl_dir = root / "images" / split, root / "labels" / split
         img_dir.mkdir(parents=True, exist_ok=True)
@@ -522,17 +629,15 @@ def make_shapes(
             stale.unlink()
         for i in range(n):
             scene = render(image_rng(seed, split, i), imgsz, names)
-            ok, buf = cv2.imencode(".jpg", scene.image, params)
-            if not ok:  # pragma: no cover
-                raise RuntimeError(f"JPEG encoding failed for {split}/{i}")
-            (img_dir / f"{i:06d}.jpg").write_bytes(buf.tobytes())
-            (lbl_dir / f"{i:06d}.txt").write_text(_format_labels(scene))
+            _write_jpg(img_dir / f"{i:06d}.jpg", scene.image, f"{split}/{i}")
+            (lbl_dir / f"{i:06d}.txt").write_text(scene.task_labels(task))
     for cache in (root / "labels").glob("*.cache"):
         cache.unlink()
 
     yaml_path = root / "data.yaml"
     lines = [
-        f"# yolo_attn synthetic shapes: make_shapes(train={train}, val={val}, imgsz={imgsz}, seed={seed})",
+        f"# yolo_attn synthetic shapes: make_shapes(train={train}, val={val}, imgsz={imgsz}, seed={seed}"
+        + (f", task={task!r})" if task != "detect" else ")"),
         f"path: {json.dumps(str(root))}",
         "train: images/train",
         "val: images/val",
@@ -540,6 +645,9 @@ def make_shapes(
         "names:",
         *(f"  {i}: {n}" for i, n in enumerate(names)),
     ]
+    if task == "pose":
+        lines += [f"kpt_shape: {list(KPT_SHAPE)}", f"flip_idx: {list(FLIP_IDX)}",
+                  f"# keypoints: {', '.join(KEYPOINTS)} (extreme visible pixels)"]
     yaml_path.write_text("\n".join(lines) + "\n")
     return yaml_path
 
@@ -553,10 +661,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--imgsz", type=int, default=128, help="square image size, >= 32 (default 128)")
     ap.add_argument("--seed", type=int, default=0, help="base seed (default 0)")
     ap.add_argument("--classes", default=None, help=f"comma-separated subset of {','.join(CLASSES)}")
+    ap.add_argument("--task", default="detect", choices=TASKS,
+                    help="labels: boxes, polygons (segment), keypoints (pose), rotated boxes (obb), class folders "
+                    "(classify); default detect")
     args = ap.parse_args(None if argv is None else list(argv))
     t0 = time.perf_counter()
     try:
-        yaml_path = make_shapes(args.out, args.train, args.val, args.imgsz, args.seed, args.classes)
+        yaml_path = make_shapes(args.out, args.train, args.val, args.imgsz, args.seed, args.classes, args.task)
     except ValueError as e:
         ap.error(str(e))  # exits with status 2
     dt = time.perf_counter() - t0
