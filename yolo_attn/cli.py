@@ -6,6 +6,8 @@ Commands (``yolo-attn <command> --help`` for options):
     yolo-attn insert ...         insert a layer into a model YAML, renumbering every ``from`` index
     yolo-attn check ...          build a config at several scales and shapes; per-layer params and FLOPs
     yolo-attn demo ...           offline comparison run: stock YOLOv8n against the four attention variants
+    yolo-attn compare CFG ...    train configs by one recipe over seeds; table with spread, Δ mAP, pictures
+    yolo-attn show MODEL IMAGE   draw what each attention layer of a model attends to over an image
     yolo-attn bench ...          layer and model benchmarks (writes BENCHMARKS.md)
     yolo-attn data shapes ...    generate the synthetic shapes dataset
     yolo-attn version            the plugin's version (and Ultralytics'); also --version
@@ -27,6 +29,8 @@ COMMANDS = {
     "insert": "yolo_attn.configs:main",
     "check": "yolo_attn.check:main",
     "demo": "yolo_attn.demo:main",
+    "compare": "yolo_attn.compare:main",
+    "show": "yolo_attn.show:main",
     "bench": "yolo_attn.bench:main",
 }
 """Sub-command -> ``module:function`` taking the remaining arguments and returning an exit code (imported lazily)."""
