@@ -57,6 +57,13 @@ def models() -> list[str]:
     return names
 
 
+def _config(name: str) -> str:
+    """``--models`` entry -> config: a layer name (``lska``) or ``yolov8n`` stands for its demo config."""
+    if name.upper() in builtin_specs():
+        return f"yolov8n-{name.lower()}.yaml"
+    return "yolov8n.yaml" if name == "yolov8n" else name
+
+
 def _ensure_data(args, out: Path) -> str:
     if args.data:
         return args.data
@@ -93,8 +100,9 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--epochs", type=int, default=DEFAULTS["epochs"], help="epochs per model (default %(default)s)")
     ap.add_argument("--imgsz", type=int, default=DEFAULTS["imgsz"], help="train/val/latency size (default %(default)s)")
     ap.add_argument("--models", default=None,
-                    help="comma-separated model configs, names or paths; the first is the baseline (default: "
-                         "yolov8n.yaml and yolov8n-<layer>.yaml for every registered layer)")
+                    help="comma-separated model configs (names or paths; a layer name such as lska stands for "
+                         "yolov8n-lska.yaml); the first is the baseline (default: yolov8n.yaml and "
+                         "yolov8n-<layer>.yaml for every registered layer)")
     ap.add_argument("--data", default=None, help="dataset YAML (default: generate the synthetic shapes set)")
     ap.add_argument("--device", default=None, help="cpu, 0, mps ... (default: Ultralytics' choice)")
     ap.add_argument("--seeds", type=int, default=DEFAULTS["seeds"],
@@ -113,7 +121,7 @@ def run(args: argparse.Namespace) -> list[dict]:
     os.environ.setdefault("YOLO_OFFLINE", "1")
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    cfgs = [c.strip() for c in args.models.split(",") if c.strip()] if args.models else models()
+    cfgs = [_config(c.strip()) for c in args.models.split(",") if c.strip()] if args.models else models()
     if not cfgs:
         raise SystemExit("yolo-attn demo: --models names no config")
     data = _ensure_data(args, out)
