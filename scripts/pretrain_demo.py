@@ -7,7 +7,9 @@ Seeded and offline: the data is ``make_shapes(train=N, val=M, imgsz=S, seed=1)``
 demo's own data, which uses seed 0), training is Ultralytics' default recipe from random weights with ``seed=0,
 deterministic=True``. The shipped file is the final EMA model's state_dict in fp16 (``model.<i>.<name>`` keys; loads
 with ``torch.load(..., weights_only=True)``), next to a JSON record of how it was made: this command, its arguments,
-versions, time, the validation mAP on the pretraining set's own val split, and the file's SHA-256.
+versions, time, the validation mAP on the pretraining set's own val split, and the file's SHA-256. With ``--polish N``
+the first stage's result trains N epochs more without mosaic at a lower learning rate (``--stage1 PATH`` runs only
+this second stage, from the first stage's ``last.pt``).
 """
 
 from __future__ import annotations
@@ -36,6 +38,11 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--batch", type=int, default=32, help="batch size (default %(default)s)")
     ap.add_argument("--seed", type=int, default=0, help="training seed (default %(default)s)")
     ap.add_argument("--workers", type=int, default=2, help="dataloader workers (default %(default)s)")
+    ap.add_argument("--polish", type=int, default=0,
+                    help="then this many epochs more from the result: no mosaic, AdamW lr0=0.0005, no warm-up "
+                         "(default %(default)s)")
+    ap.add_argument("--stage1", default=None,
+                    help="skip the first stage: polish this checkpoint of an earlier run with the same arguments")
     ap.add_argument("--device", default="cpu", help="training device (default %(default)s)")
     ap.add_argument("--out", default=str(ROOT / "runs" / "pretrain_demo"), help="work directory (default %(default)s)")
     ap.add_argument("--dest", default=str(DEST), help="weights file to write (default %(default)s)")
@@ -62,14 +69,27 @@ def main(argv: list[str] | None = None) -> int:
 
     out = Path(args.out).resolve()
     t0 = time.perf_counter()
-    data = make_shapes(out / "shapes", train=args.train, val=args.val, imgsz=args.imgsz, seed=DATA_SEED)
+    data_yaml = out / "shapes" / "data.yaml"
+    stamp = f"make_shapes(train={args.train}, val={args.val}, imgsz={args.imgsz}, seed={DATA_SEED})"
+    if args.stage1 and data_yaml.is_file() and stamp in data_yaml.read_text():
+        data = data_yaml  # the first stage's data, unchanged
+    else:
+        data = make_shapes(out / "shapes", train=args.train, val=args.val, imgsz=args.imgsz, seed=DATA_SEED)
     print(f"data: {args.train} train / {args.val} val images at {args.imgsz} px in {time.perf_counter() - t0:.0f} s",
           flush=True)
-    model = YOLO("yolov8n.yaml")
+    common = dict(data=str(data), imgsz=args.imgsz, batch=args.batch, seed=args.seed, deterministic=True,
+                  workers=args.workers, device=args.device, project=str(out), exist_ok=True, plots=False, patience=0,
+                  verbose=False)
     t1 = time.perf_counter()
-    model.train(data=str(data), epochs=args.epochs, imgsz=args.imgsz, batch=args.batch, seed=args.seed,
-                deterministic=True, workers=args.workers, device=args.device, project=str(out), name="train",
-                exist_ok=True, plots=False, pretrained=False, patience=0, verbose=False)
+    last = args.stage1
+    if last is None:
+        model = YOLO("yolov8n.yaml")
+        model.train(epochs=args.epochs, name="train", pretrained=False, **common)
+        last = model.trainer.last
+    if args.polish:
+        model = YOLO(str(last))
+        model.train(epochs=args.polish, name="polish", close_mosaic=args.polish, optimizer="AdamW", lr0=0.0005,
+                    warmup_epochs=0, **common)
     train_s = time.perf_counter() - t1
     trainer = model.trainer
     ckpt = torch.load(trainer.last, map_location="cpu", weights_only=False)
@@ -84,13 +104,18 @@ def main(argv: list[str] | None = None) -> int:
         "sha256": hashlib.sha256(dest.read_bytes()).hexdigest(),
         "what": "stock YOLOv8n (yolov8n.yaml, scale n) pretrained from random weights on generated shapes data; "
                 "final EMA weights, fp16 state_dict",
-        "command": "python scripts/pretrain_demo.py " + " ".join(sys.argv[1:] if argv is None else argv),
-        "args": {k: v for k, v in vars(args).items() if k not in ("out", "dest")},
+        "stages": f"{args.epochs} epochs Ultralytics defaults" + (
+            f", then {args.polish} epochs without mosaic, AdamW lr0=0.0005, no warm-up" if args.polish else ""),
+        "command": "python scripts/pretrain_demo.py " + " ".join(
+            f"--{k} {v}" for k, v in vars(args).items() if k in ("train", "val", "imgsz", "epochs", "batch", "seed",
+                                                                  "polish")),
+        "stage1_from": args.stage1,  # set when the first stage ran in an earlier invocation of the same command
+        "args": {k: v for k, v in vars(args).items() if k not in ("out", "dest", "stage1")},
         "data": f"yolo_attn.data.make_shapes(train={args.train}, val={args.val}, imgsz={args.imgsz}, "
                 f"seed={DATA_SEED})",
         "names": dict(model.names),
         "final_val_metrics": metrics,
-        "train_s": round(train_s, 1),
+        "train_s": round(train_s, 1),  # of this invocation (the second stage only with --stage1)
         "versions": {"yolo_attn": yolo_attn.__version__, "ultralytics": ultralytics.__version__,
                      "torch": torch.__version__, "python": platform.python_version()},
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, device {args.device}",
