@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import subprocess
 from dataclasses import asdict
 
@@ -85,7 +86,7 @@ def test_compare_run_again_reuses_every_finished_run(reduced_demo):
     proc = subprocess.run([bin_path("yolo-attn"), "demo", *REDUCED_DEMO, "--out", str(out)], capture_output=True,
                           text=True, timeout=600, cwd=out.parent)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert proc.stdout.count("reused") == 4 and "epoch " not in proc.stdout
+    assert len(re.findall(r"seed \d  reused \S+-seed\d\.json", proc.stdout)) == 4 and "epoch " not in proc.stdout
     assert {p: p.read_text() for p in (out / "runs").glob("*.json")} == stored
     assert (out / "results.csv").read_text() == table
     assert "(4 of 4 runs reused)" in (out / "results.md").read_text()
