@@ -31,14 +31,14 @@ DATA_SEED = 1  # the demo generates its own data with seed 0
 
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--train", type=int, default=3000, help="generated training images (default %(default)s)")
+    ap.add_argument("--train", type=int, default=2400, help="generated training images (default %(default)s)")
     ap.add_argument("--val", type=int, default=200, help="generated validation images (default %(default)s)")
     ap.add_argument("--imgsz", type=int, default=128, help="image size (default %(default)s)")
-    ap.add_argument("--epochs", type=int, default=40, help="epochs (default %(default)s)")
+    ap.add_argument("--epochs", type=int, default=30, help="epochs (default %(default)s)")
     ap.add_argument("--batch", type=int, default=32, help="batch size (default %(default)s)")
     ap.add_argument("--seed", type=int, default=0, help="training seed (default %(default)s)")
     ap.add_argument("--workers", type=int, default=2, help="dataloader workers (default %(default)s)")
-    ap.add_argument("--polish", type=int, default=0,
+    ap.add_argument("--polish", type=int, default=10,
                     help="then this many epochs more from the result: no mosaic, AdamW lr0=0.0005, no warm-up "
                          "(default %(default)s)")
     ap.add_argument("--stage1", default=None,
