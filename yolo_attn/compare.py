@@ -227,6 +227,13 @@ def label(cfg: str) -> str:
     return Path(cfg).stem
 
 
+def _front(path: str):
+    """Ultralytics' front-end class for a config or checkpoint path (RT-DETR by name, else YOLO)."""
+    from ultralytics import RTDETR, YOLO
+
+    return RTDETR if "rtdetr" in Path(path).name else YOLO
+
+
 def _fused(model):
     m = copy.deepcopy(model).float().eval()
     if hasattr(m, "fuse"):  # as Ultralytics' predict and val run it
@@ -266,13 +273,12 @@ def _init_checkpoint(cfg: str, nc: int, init: str, seed: int, path: Path) -> str
     """A checkpoint of ``cfg`` with ``nc`` classes initialised from ``init`` by the structural transfer (layers the
     checkpoint lacks keep their initialisation under ``seed``); returns "transferred/total" tensors."""
     import torch
-    from ultralytics import YOLO
 
     from .transfer import transfer
 
     torch.manual_seed(seed)
     with _Quiet():
-        built = YOLO(cfg).model
+        built = _front(cfg)(cfg).model
         model = type(built)(built.yaml, nc=nc, verbose=False)  # the head's width depends on the class count
     report = transfer(model, init)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -283,7 +289,6 @@ def _init_checkpoint(cfg: str, nc: int, init: str, seed: int, path: Path) -> str
 def train_one(cfg: str, seed: int, s: Settings, runs_dir: Path, workers: int = 2) -> RunResult:
     """Train ``cfg`` with seed ``seed`` under settings ``s``; the run directory is ``runs_dir/<label>-seed<k>``."""
     import torch
-    from ultralytics import RTDETR, YOLO
 
     from .check import count_flops
 
@@ -294,7 +299,8 @@ def train_one(cfg: str, seed: int, s: Settings, runs_dir: Path, workers: int = 2
     if s.init:
         source = str(runs_dir / "init" / f"{run_name}.pt")
         transferred = _init_checkpoint(cfg, _dataset(s.data)["nc"], s.init, seed, Path(source))
-    model = (RTDETR if "rtdetr" in Path(cfg).name else YOLO)(source)
+    front = _front(cfg)
+    model = front(source)
     clock = {"train": 0.0}
     losses: list[float] = []
 
@@ -326,7 +332,7 @@ def train_one(cfg: str, seed: int, s: Settings, runs_dir: Path, workers: int = 2
         )
     trainer = model.trainer
     weights = trainer.best if Path(trainer.best).is_file() else trainer.last
-    final = (model.model if isinstance(model.model, torch.nn.Module) else YOLO(str(weights)).model).float()
+    final = (model.model if isinstance(model.model, torch.nn.Module) else front(str(weights)).model).float()
     d = getattr(results, "results_dict", None) or {}
     latency, throughput = speed(final, s.imgsz, trainer.device)
     r = RunResult(model=name, seed=seed, params=sum(p.numel() for p in final.parameters()),
@@ -425,15 +431,13 @@ def val_images(data: str, n: int) -> list[Path]:
 def plot_predictions(runs: list[RunResult], names: list[str], images: list[Path], path: Path, imgsz: int,
                      conf: float = 0.25) -> None:
     """Grid: one row per model (its lowest seed's weights), one column per validation image, boxes drawn."""
-    from ultralytics import YOLO
-
     plt = _pyplot()
     fig, axes = plt.subplots(len(names), len(images), figsize=(1.9 * len(images), 2.0 * len(names)), dpi=110,
                              squeeze=False)
     for i, name in enumerate(names):
         r = min((r for r in runs if r.model == name), key=lambda r: r.seed)
         with _Quiet():
-            preds = YOLO(r.weights).predict([str(p) for p in images], imgsz=imgsz, conf=conf, verbose=False,
+            preds = _front(r.cfg or r.model)(r.weights).predict([str(p) for p in images], imgsz=imgsz, conf=conf, verbose=False,
                                             device="cpu")
         for j, p in enumerate(preds):
             ax = axes[i][j]
