@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The README's main command: set up .venv, then run the offline demo (stock YOLOv8n against the four attention
-# variants on generated data; table and plot in runs/yolo_attn_demo/). Extra arguments go to `yolo-attn demo`.
+# The README's main command: set up .venv, then run the offline demo (stock YOLOv8n against every registered attention
+# layer after SPPF, all fine-tuned from the shipped pretrained weights on generated data, 2 seeds; table with error bars
+# and pictures in runs/yolo_attn_demo/). Extra arguments go to `yolo-attn demo`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup_env.sh

@@ -172,3 +172,18 @@ if hasattr(trainer, "get_model"):  # what Model.train() does before trainer.trai
     trainer.model = trainer.get_model(cfg={cfg!r}, weights=None, verbose=False)
 print(generate_ddp_file(trainer))
 """
+
+
+REDUCED_DEMO = ["--epochs", "1", "--imgsz", "64", "--train", "16", "--val", "8", "--batch", "8", "--seeds", "2",
+                "--models", "yolov8n.yaml,yolov8n-shsa.yaml", "--device", "cpu", "--workers", "0"]
+"""A reduced ``yolo-attn demo``: 2 models × 2 seeds, 1 epoch on 16 images at 64 px (about a minute)."""
+
+
+@pytest.fixture(scope="session")
+def reduced_demo(tmp_path_factory) -> tuple[Path, str]:
+    """Output directory and stdout of the reduced demo, run once per session through the command."""
+    out = tmp_path_factory.mktemp("demo") / "out"
+    proc = subprocess.run([bin_path("yolo-attn"), "demo", *REDUCED_DEMO, "--out", str(out)], capture_output=True,
+                          text=True, timeout=900, cwd=out.parent)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    return out, proc.stdout

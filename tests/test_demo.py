@@ -1,29 +1,20 @@
-"""``yolo-attn demo``: a tiny real run through the command, and the table arithmetic."""
+"""``yolo-attn demo``: a reduced real run through the command; its table, CSV, LaTeX and pictures agree with the runs."""
 
 from __future__ import annotations
 
 import csv
-import math
-import subprocess
+import hashlib
+import json
+import statistics
 from pathlib import Path
 
 import pytest
+from scipy import stats
 
-from conftest import bin_path
-from yolo_attn.configs import load_base
-from yolo_attn.data import CLASSES
-from yolo_attn.demo import CAVEAT, RunResult, _aggregate, _markdown
-from yolo_attn.integration import build_model
+from conftest import BUILTIN
+from yolo_attn.demo import CAVEAT, WEIGHTS, models
 
-
-@pytest.fixture(scope="module")
-def demo_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("demo") / "out"
-    cmd = [bin_path("yolo-attn"), "demo", "--epochs", "1", "--imgsz", "64", "--train", "16", "--val", "8",
-           "--batch", "8", "--models", "yolov8n,shsa", "--device", "cpu", "--workers", "0", "--out", str(out)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=out.parent)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
-    return out, proc.stdout
+PNG = b"\x89PNG\r\n\x1a\n"
 
 
 def _rows(path: Path) -> list[dict]:
@@ -31,73 +22,108 @@ def _rows(path: Path) -> list[dict]:
         return list(csv.DictReader(fh))
 
 
-def test_demo_writes_table_and_plot(demo_run):
-    out, stdout = demo_run
-    rows = _rows(out / "results.csv")
-    assert [r["model"] for r in rows] == ["yolov8n", "shsa"]
-    png = (out / "results.png").read_bytes()
-    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
-    md = (out / "results.md").read_text()
-    for r in rows:  # the markdown table and the printed table carry the csv's figures
-        line = (f"| {r['model']} | {int(r['params']):,} | {float(r['gflops']):.3f} | {float(r['map50']):.4f} | "
-                f"{float(r['map50_95']):.4f} | {float(r['latency_ms']):.1f} |")
-        assert line in md and line in stdout, (line, md)
-    assert CAVEAT in md and CAVEAT in stdout
-    # one progress line per model and epoch, no per-batch bars
-    assert sum("epoch   1/1" in line for line in stdout.splitlines()) == 2
-    assert "━" not in stdout and "it/s" not in stdout
-    # the generated data is reused by a second run
-    assert (out / "shapes" / "data.yaml").is_file()
+def _runs(out: Path) -> dict[tuple[str, int], dict]:
+    """The per-run JSON files, read independently of yolo_attn.compare."""
+    runs = {}
+    for f in sorted((out / "runs").glob("*-seed*.json")):
+        r = json.loads(f.read_text())["result"]
+        runs[(r["model"], r["seed"])] = r
+    return runs
 
 
-def test_demo_figures_come_from_the_run(demo_run):
-    """Params and GFLOPs are those of the trained configs, mAP those of the trained weights, times measured."""
-    import torch
+def test_demo_models_come_from_the_registry():
+    assert models() == ["yolov8n.yaml", *(f"yolov8n-{name.lower()}.yaml" for name in BUILTIN)]
+
+
+def test_shipped_weights_match_their_record_and_transfer_completely():
     from ultralytics import YOLO
 
-    from yolo_attn.check import count_flops
+    from yolo_attn.transfer import transfer
 
-    out, _ = demo_run
+    record = json.loads(WEIGHTS.with_suffix(".json").read_text())
+    assert record["sha256"] == hashlib.sha256(WEIGHTS.read_bytes()).hexdigest()
+    assert WEIGHTS.stat().st_size < 8e6 and "scripts/pretrain_demo.py" in record["command"]
+    stock = YOLO("yolov8n.yaml").model
+    model = type(stock)(stock.yaml, nc=len(record["names"]), verbose=False)
+    report = transfer(model, str(WEIGHTS))
+    assert report.n_transferred == report.total and not report.unused
+
+
+@pytest.mark.slow
+def test_demo_table_csv_latex_and_pictures_agree_with_the_runs(reduced_demo):
+    out, stdout = reduced_demo
+    runs = _runs(out)
+    assert sorted(runs) == [("yolov8n", 0), ("yolov8n", 1), ("yolov8n-shsa", 0), ("yolov8n-shsa", 1)]
     rows = {r["model"]: r for r in _rows(out / "results.csv")}
-    runs = {r["model"]: r for r in _rows(out / "runs.csv")}
-    for name, cfg in (("yolov8n", "yolov8n.yaml"), ("shsa", str(out / "configs" / "yolov8n-shsa.yaml"))):
-        model = build_model({**load_base(cfg), "nc": len(CLASSES)}, scale="n")  # as trained on the shapes data
-        assert int(rows[name]["params"]) == sum(p.numel() for p in model.parameters())
-        assert float(rows[name]["gflops"]) == pytest.approx(count_flops(model, 64) / 1e9, abs=1e-3)
-        assert float(rows[name]["latency_ms"]) > 0 and float(rows[name]["train_s"]) > 0
-        weights = Path(runs[name]["weights"])
-        assert weights.is_file() and weights.parent.parent.name == f"{name}-seed0"
-        # Ultralytics' own log of the same run holds the same final metrics
-        log = _rows(weights.parent.parent / "results.csv")
+    assert list(rows) == ["yolov8n", "yolov8n-shsa"]
+    md, tex = (out / "results.md").read_text(), (out / "results.tex").read_text()
+    for name, row in rows.items():
+        per_seed = [runs[(name, s)] for s in (0, 1)]
+        for key in ("map50", "map50_95", "latency_ms", "throughput", "train_s"):
+            values = [r[key] for r in per_seed]
+            assert float(row[key]) == pytest.approx(statistics.fmean(values), abs=1e-5), key
+            assert float(row[key + "_sd"]) == pytest.approx(statistics.stdev(values), abs=1e-5), key
+        assert int(row["params"]) == per_seed[0]["params"]
+        cells = [name, f"{int(row['params']):,}", f"{float(row['gflops']):.3f}",
+                 f"{float(row['latency_ms']):.1f} ± {float(row['latency_ms_sd']):.1f}",
+                 f"{float(row['map50']):.4f} ± {float(row['map50_sd']):.4f}",
+                 f"{float(row['map50_95']):.4f} ± {float(row['map50_95_sd']):.4f}"]
+        line = next(ln for ln in md.splitlines() if ln.startswith(f"| {name} |"))
+        assert all(f" {c} |" in line for c in cells), (cells, line)
+        assert line in stdout
+        tex_line = next(ln for ln in tex.splitlines() if ln.startswith(f"{name} &"))
+        assert all(c.replace("±", "$\\pm$") in tex_line for c in cells[2:]), (cells, tex_line)
+    # Δ against the baseline: paired over seeds, 95 % t-interval (scipy as the independent formulation)
+    diffs = [runs[("yolov8n-shsa", s)]["map50_95"] - runs[("yolov8n", s)]["map50_95"] for s in (0, 1)]
+    mean = statistics.fmean(diffs)
+    sem = statistics.stdev(diffs) / 2 ** 0.5
+    lo, hi = stats.t.interval(0.95, 1, loc=mean, scale=sem) if sem > 0 else (mean, mean)
+    shsa = rows["yolov8n-shsa"]
+    assert float(shsa["d_map50_95"]) == pytest.approx(mean, abs=1e-6)
+    assert float(shsa["d_map50_95_lo"]) == pytest.approx(lo, abs=1e-5)
+    assert float(shsa["d_map50_95_hi"]) == pytest.approx(hi, abs=1e-5)
+    words = "within noise" if lo <= 0 <= hi else ("better, beyond noise" if lo > 0 else "worse, beyond noise")
+    assert shsa["d_map50_95_verdict"] == words and words in md and rows["yolov8n"]["d_map50_95_verdict"] == "baseline"
+    assert f"{mean:+.4f} [{lo:+.4f}, {hi:+.4f}]" in md
+    # what was done is said, in the table file and the output
+    assert "initialised from `yolov8n-shapes.pt`" in md and CAVEAT in md and CAVEAT in stdout
+    assert "one recipe for every model" in md and "\\begin{tabular}" in tex and "\\end{table}" in tex
+    # one progress line per model, seed and epoch; no per-batch bars
+    assert sum("epoch   1/1" in ln for ln in stdout.splitlines()) == 4
+    assert "━" not in stdout and "it/s" not in stdout
+    # pictures: the run's figures drawn
+    for name in ("results.png", "curves.png", "predictions.png"):
+        png = (out / name).read_bytes()
+        assert png[:8] == PNG and len(png) > 5000, name
+    for r in runs.values():  # every run started from the shipped weights, all stock tensors transferred
+        assert r["loss"] and Path(r["weights"]).is_file()
+        done, total = map(int, r["transferred"].split("/"))
+        assert done == 355 and total >= 355
+
+
+@pytest.mark.slow
+def test_demo_weights_hold_the_reported_metrics(reduced_demo):
+    """mAP of a run is that of Ultralytics' own log of the same run; the variant really contains its layer."""
+    from ultralytics import YOLO
+
+    out, _ = reduced_demo
+    for (name, seed), r in _runs(out).items():
+        log = _rows(Path(r["weights"]).parent.parent / "results.csv")
         final = {k.strip(): v for k, v in log[-1].items()}
-        assert float(final["metrics/mAP50-95(B)"]) == pytest.approx(float(runs[name]["map50_95"]), abs=1e-3)
-    shsa = YOLO(runs["shsa"]["weights"]).model
+        assert float(final["metrics/mAP50-95(B)"]) == pytest.approx(r["map50_95"], abs=1e-3), (name, seed)
+    shsa = YOLO(_runs(out)[("yolov8n-shsa", 0)]["weights"]).model
     assert any(type(m).__name__ == "SHSA" for m in shsa.modules())
-    assert int(rows["shsa"]["params"]) > int(rows["yolov8n"]["params"])
-    assert torch.is_tensor(next(shsa.parameters()))
 
 
-def _result(model: str, seed: int, map50_95: float, latency: float) -> RunResult:
-    return RunResult(model=model, seed=seed, params=100, gflops=1.5, map50=2 * map50_95, map50_95=map50_95,
-                     latency_ms=latency, train_s=10.0 + seed, weights="w.pt")
+@pytest.mark.slow
+def test_wheel_ships_the_demo_weights_and_their_record(tmp_path):
+    import subprocess
+    import sys
+    import zipfile
 
-
-def test_seeds_give_mean_and_spread():
-    runs = [_result("yolov8n", 0, 0.10, 5.0), _result("cga", 0, 0.20, 6.0),
-            _result("yolov8n", 1, 0.30, 7.0), _result("cga", 1, 0.20, 6.0),
-            _result("yolov8n", 2, 0.20, 6.0), _result("cga", 2, 0.20, 6.0)]
-    rows = _aggregate(runs, ["yolov8n", "cga"])
-    base, cga = rows
-    assert base["seeds"] == 3 and base["map50_95"] == pytest.approx(0.2) and base["map50_95_sd"] == pytest.approx(0.1)
-    assert base["latency_ms"] == pytest.approx(6.0) and base["latency_ms_sd"] == pytest.approx(1.0)
-    assert cga["map50_95_sd"] == 0 and cga["train_s"] == pytest.approx(11.0)
-
-    class Args:
-        epochs, imgsz, batch = 3, 64, 8
-
-    md = _markdown(rows, Args, "data.yaml", "cpu", 60.0)
-    assert "| yolov8n | 100 | 1.500 | 0.4000 ± 0.2000 | 0.2000 ± 0.1000 | 6.0 ± 1.0 | 11 ± 1 |" in md
-    assert "3 seeds (mean ± standard deviation over seeds)" in md
-    single = _aggregate([_result("lska", 0, 0.25, 4.0)], ["lska"])
-    assert "| lska | 100 | 1.500 | 0.5000 | 0.2500 | 4.0 | 10 |" in _markdown(single, Args, "d", "cpu", 1.0)
-    assert not math.isnan(single[0]["map50_95"])
+    root = Path(__file__).resolve().parents[1]
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
+                    str(tmp_path), str(root)], check=True, capture_output=True, timeout=300)
+    wheel = zipfile.ZipFile(next(tmp_path.glob("yolo_attn-*.whl")))
+    assert wheel.read("yolo_attn/weights/yolov8n-shapes.pt") == WEIGHTS.read_bytes()
+    assert json.loads(wheel.read("yolo_attn/weights/yolov8n-shapes.json"))["file"] == WEIGHTS.name

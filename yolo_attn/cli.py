@@ -7,6 +7,8 @@ Commands (``yolo-attn <command> --help`` for options):
                                  config a name stands for (yolo-attn insert yolo26n-seg-cga-neck.yaml -o FILE)
     yolo-attn check ...          build a config at several scales and shapes; per-layer params and FLOPs
     yolo-attn demo ...           offline comparison run: stock YOLOv8n against the four attention variants
+    yolo-attn compare CFG ...    train configs by one recipe over seeds; table with spread, Δ mAP, pictures
+    yolo-attn show MODEL IMAGE   draw what each attention layer of a model attends to over an image
     yolo-attn bench ...          layer and model benchmarks (writes BENCHMARKS.md)
     yolo-attn data shapes ...    generate the synthetic shapes dataset (--task detect|segment|pose|obb|classify)
     yolo-attn version            the plugin's version (and Ultralytics'); also --version
@@ -28,6 +30,8 @@ COMMANDS = {
     "insert": "yolo_attn.names:main",  # config names (yolo26n-lska.yaml); BASE --layer ... goes on to configs.main
     "check": "yolo_attn.check:main",
     "demo": "yolo_attn.demo:main",
+    "compare": "yolo_attn.compare:main",
+    "show": "yolo_attn.show:main",
     "bench": "yolo_attn.bench:main",
 }
 """Sub-command -> ``module:function`` taking the remaining arguments and returning an exit code (imported lazily)."""

@@ -1,0 +1,119 @@
+"""``yolo-attn show``: the drawn attention weights are the ones the layers use (they rebuild each layer's output), one
+picture per layer type, and Ultralytics' own ``visualize=True`` heatmaps work with our layers."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from conftest import BUILTIN, all_layers_after, bin_path, randomize_
+from yolo_attn.configs import dump
+from yolo_attn.layers.cga import CGA
+from yolo_attn.layers.fla import FLA
+from yolo_attn.layers.lska import LSKA
+from yolo_attn.layers.shsa import SHSA
+from yolo_attn.show import DRAWERS, attention_maps
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def _every_cell(h: int, w: int) -> list[tuple[float, float]]:
+    return [((c + 0.5) / w, (r + 0.5) / h) for r in range(h) for c in range(w)]
+
+
+def _weights(layer: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """(N, N) weights: row i = the drawn map of the query at cell i."""
+    h, w = x.shape[-2:]
+    (found,) = attention_maps(torch.nn.Sequential(layer), x, _every_cell(h, w))
+    return torch.stack([m.flatten() for m in found["maps"]])
+
+
+def test_every_builtin_layer_has_a_drawer():
+    assert set(DRAWERS) == set(BUILTIN)
+
+
+@torch.no_grad()
+def test_shsa_weights_rebuild_its_output():
+    layer = randomize_(SHSA(32, 16, 8), 0).eval()
+    x = torch.randn(1, 32, 5, 6)
+    a, w = layer.attn, _weights(layer, x)
+    assert torch.allclose(w.sum(1), torch.ones(30), atol=1e-5)
+    v = a.qkv(a.pre_norm(x[:, :8])).flatten(2)[:, 2 * 16:]  # (1, pdim, N)
+    attended = (v[0] @ w.T).view(1, 8, 5, 6)
+    assert torch.allclose(x + a.proj(torch.cat([attended, x[:, 8:]], 1)), layer(x), atol=1e-4)
+
+
+@torch.no_grad()
+def test_cga_weights_rebuild_its_output_and_stay_in_the_window():
+    layer = randomize_(CGA(32, num_heads=1, key_dim=16, window=7), 1).eval()
+    x = torch.randn(1, 32, 7, 7)
+    a, w = layer.attn.attn, _weights(layer, x)
+    assert torch.allclose(w.sum(1), torch.ones(49), atol=1e-5)
+    _, _, v = a.qkvs[0](x).split([16, 16, 32], dim=1)
+    assert torch.allclose(x + a.proj((v.flatten(2)[0] @ w.T).view(1, 32, 7, 7)), layer(x), atol=1e-4)
+    big = randomize_(CGA(32, num_heads=4, key_dim=8, window=4), 2).eval()
+    (found,) = attention_maps(torch.nn.Sequential(big), torch.randn(1, 32, 10, 10), [(0.05, 0.05), (0.95, 0.05)])
+    inner, edge = found["maps"]  # windows of 4×4 cells; the last row/column of windows is padded with zeros
+    assert inner.sum() == pytest.approx(1, abs=1e-5) and inner[:4, :4].sum() == pytest.approx(1, abs=1e-5)
+    # query at row 0, column 9: its window spans rows 0..3, columns 8..11, of which 10 and 11 are padding
+    assert 0 < edge[:4, 8:].sum() < 1 and edge.sum() == pytest.approx(float(edge[:4, 8:].sum()), abs=1e-6)
+
+
+@torch.no_grad()
+def test_fla_weights_rebuild_its_output():
+    layer = randomize_(FLA(16, num_heads=1, window=6), 3).eval()
+    x = torch.randn(1, 16, 6, 6)
+    a, w = layer.attn, _weights(layer, x)
+    assert torch.allclose(w.sum(1), torch.ones(36), atol=1e-4) and (w >= 0).all()
+    _, _, v = F.conv2d(x, a.qkv.weight[:, :, None, None], a.qkv.bias).chunk(3, dim=1)
+    out = (v.flatten(2)[0] @ w.T).view(1, 16, 6, 6) + a.dwc(v)
+    out = F.conv2d(out, a.proj.weight[:, :, None, None], a.proj.bias)
+    assert torch.allclose(x + out, layer(x), rtol=1e-3, atol=1e-3)
+
+
+@torch.no_grad()
+def test_lska_gate_map_is_its_channel_mean_gate():
+    layer = randomize_(LSKA(16, 7), 4).eval()
+    x = torch.rand(1, 16, 9, 9) + 0.5  # away from 0: the gate is output / input
+    (found,) = attention_maps(torch.nn.Sequential(layer), x)
+    assert torch.allclose(found["maps"][0], (layer(x) / x)[0].mean(0), atol=1e-4)
+
+
+@pytest.fixture(scope="module")
+def all_layers(tmp_path_factory, shapes_data):
+    path = tmp_path_factory.mktemp("cfg") / "yolov8n-all.yaml"
+    path.write_text(dump(all_layers_after("yolov8n.yaml")))
+    image = sorted((shapes_data.parent / "images" / "val").glob("*.jpg"))[0]
+    return path, image
+
+
+def test_show_command_draws_every_layer_of_the_model(all_layers, tmp_path):
+    cfg, image = all_layers
+    proc = subprocess.run([bin_path("yolo-attn"), "show", str(cfg), str(image), "--imgsz", "64", "--out",
+                           str(tmp_path), "--points", "0.2,0.2", "0.8,0.6"], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    pngs = sorted(tmp_path.glob("*.png"))
+    assert sorted(p.stem.split("-", 1)[1] for p in pngs) == sorted(BUILTIN)
+    for p in pngs:
+        assert p.read_bytes()[:8] == PNG and str(p) in proc.stdout
+    bad = subprocess.run([bin_path("yolo-attn"), "show", str(cfg), str(image), "--points", "2,0.5"],
+                         capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and "fractions in [0, 1]" in bad.stderr
+
+
+def test_ultralytics_visualize_works_with_our_layers(all_layers, tmp_path):
+    from ultralytics import YOLO
+
+    cfg, image = all_layers
+    model = YOLO(str(cfg))
+    assert {type(m).__name__ for m in model.model.modules()} >= set(BUILTIN)
+    plain = model.predict(str(image), imgsz=64, conf=0.0, verbose=False)[0]
+    shown = model.predict(str(image), imgsz=64, conf=0.0, verbose=False, visualize=True, project=str(tmp_path),
+                          name="vis")[0]
+    written = [p for p in tmp_path.rglob("*") if p.suffix in (".png", ".jpg")]
+    assert written, "visualize=True wrote no heatmap"
+    assert torch.allclose(plain.boxes.data, shown.boxes.data, atol=1e-4)

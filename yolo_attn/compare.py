@@ -1,0 +1,563 @@
+"""``yolo-attn compare``: train several model configs by one recipe over several seeds and compare them, with spread.
+
+    yolo-attn compare yolov8n.yaml yolov8n-lska.yaml yolov8n-shsa.yaml --data your.yaml --epochs 100 --imgsz 640 \\
+        --seeds 3 --device 0
+    yolo-attn compare ... --init start.pt       # every model initialised from one checkpoint (structural transfer)
+
+Configs are given by path or by name (shipped names such as ``yolov8n-cga.yaml`` resolve without a path); the first
+one is the baseline. Every (config, seed) run trains with the same data, epochs, image size, batch, device and
+recipe; seed ``k`` of every config uses the same seed, so the differences to the baseline are paired over seeds.
+Each run leaves its Ultralytics run directory ``OUT/runs/<label>-seed<k>/`` and, next to it, ``<label>-seed<k>.json``
+with its figures; run again with the same settings, ``compare`` reuses every finished run (a killed comparison
+resumes), and retrains a run whose settings changed.
+
+Per run: params and GFLOPs of the trained model (``yolo_attn.check.count_flops``: attention matmuls counted), CPU
+latency (ms per image, batch 1, fused, median of 20), throughput (images/s, batch 16, on the training device), final
+validation mAP50 and mAP50-95, training time (the epochs' training loops) and the per-batch training loss.
+Written to ``OUT``: ``results.md``, ``results.csv``, ``results.tex`` (the table: mean ± sd over seeds, Δ mAP against
+the baseline with a 95 % t-interval over the paired seed differences, and whether it exceeds run-to-run noise),
+``runs.csv`` (one row per run), ``results.png`` (mAP50-95 against latency with error bars), ``curves.png`` (training
+loss of every model) and ``predictions.png`` (every model's predictions on the same validation images).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import csv
+import json
+import logging
+import math
+import os
+import statistics
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+__all__ = ["main", "compare", "RunResult", "Settings", "aggregate", "t_quantile", "markdown", "latex", "label"]
+
+LATENCY_RUNS = 20
+THROUGHPUT_BATCH = 16
+FINE_TUNE = {"optimizer": "AdamW", "lr0": 0.001, "warmup_epochs": 0}
+"""Recipe overrides when every model starts from ``--init`` weights: the learning rate Ultralytics' ``optimizer=auto``
+picks for short runs, without the warm-up (its high bias learning rate would first undo the pretrained head)."""
+
+
+@dataclass
+class Settings:
+    """What a run depends on; a stored run is reused only when these agree."""
+
+    data: str
+    epochs: int
+    imgsz: int
+    batch: int
+    device: str
+    init: str | None
+    recipe: dict = field(default_factory=dict)
+
+
+@dataclass
+class RunResult:
+    """One trained model (one seed)."""
+
+    model: str
+    seed: int
+    params: int
+    gflops: float
+    map50: float
+    map50_95: float
+    latency_ms: float
+    throughput: float
+    train_s: float
+    weights: str
+    cfg: str = ""
+    transferred: str = ""
+    loss: list = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# statistics
+# --------------------------------------------------------------------------------------------------------------------
+def _t_cdf(t: float, df: int, steps: int = 2000) -> float:
+    """Student-t CDF: 1/2 plus Simpson's rule over the density from 0 to ``t``."""
+    c = math.exp(math.lgamma((df + 1) / 2) - math.lgamma(df / 2)) / math.sqrt(df * math.pi)
+    h = t / steps
+    total = 0.0
+    for k in range(steps + 1):
+        w = 1 if k in (0, steps) else (4 if k % 2 else 2)
+        total += w * (1 + (k * h) ** 2 / df) ** (-(df + 1) / 2)
+    return 0.5 + c * total * h / 3
+
+
+def t_quantile(p: float, df: int) -> float:
+    """Quantile of Student's t distribution with ``df`` degrees of freedom (bisection on the CDF)."""
+    if not 0 < p < 1 or df < 1:
+        raise ValueError(f"t_quantile needs 0 < p < 1 and df >= 1, got p={p}, df={df}")
+    lo, hi = -1e3, 1e3
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        if _t_cdf(mid, df) < p:
+            lo = mid
+        else:
+            hi = mid
+    return (lo + hi) / 2
+
+
+def paired_interval(diffs: list[float], level: float = 0.95) -> tuple[float, float, float]:
+    """Mean of paired differences and its two-sided t-interval ``(mean, low, high)``; NaN bounds for < 2 pairs."""
+    mean = statistics.fmean(diffs)
+    if len(diffs) < 2:
+        return mean, math.nan, math.nan
+    half = t_quantile(0.5 + level / 2, len(diffs) - 1) * statistics.stdev(diffs) / math.sqrt(len(diffs))
+    return mean, mean - half, mean + half
+
+
+def verdict(low: float, high: float) -> str:
+    """Words for a difference's 95 % interval."""
+    if math.isnan(low):
+        return "one seed: noise unknown"
+    if low > 0:
+        return "better, beyond noise"
+    if high < 0:
+        return "worse, beyond noise"
+    return "within noise"
+
+
+def _mean_sd(values: list[float]) -> tuple[float, float]:
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def aggregate(runs: list[RunResult], names: list[str]) -> list[dict]:
+    """One row per model: means and sds over seeds; Δ mAP against ``names[0]`` paired by seed, with 95 % intervals."""
+    rows = []
+    base = {r.seed: r for r in runs if r.model == names[0]}
+    for name in names:
+        rs = sorted((r for r in runs if r.model == name), key=lambda r: r.seed)
+        row = {"model": name, "params": rs[0].params, "gflops": round(rs[0].gflops, 3), "seeds": len(rs)}
+        for key in ("map50", "map50_95", "latency_ms", "throughput", "train_s"):
+            row[key], row[f"{key}_sd"] = _mean_sd([getattr(r, key) for r in rs])
+        for key in ("map50", "map50_95"):
+            diffs = [getattr(r, key) - getattr(base[r.seed], key) for r in rs if r.seed in base]
+            d, lo, hi = paired_interval(diffs) if diffs else (math.nan, math.nan, math.nan)
+            row[f"d_{key}"], row[f"d_{key}_lo"], row[f"d_{key}_hi"] = d, lo, hi
+            row[f"d_{key}_verdict"] = "baseline" if name == names[0] else verdict(lo, hi)
+        rows.append(row)
+    return rows
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# tables
+# --------------------------------------------------------------------------------------------------------------------
+COLUMNS = ("model", "params", "GFLOPs", "CPU latency ms/img", "throughput img/s", "mAP50", "mAP50-95", "train s",
+           "Δ mAP50 [95% CI]", "Δ mAP50-95 [95% CI]", "vs noise (mAP50 / mAP50-95)")
+
+
+def _pm(row: dict, key: str, digits: int, pm: str = " ± ") -> str:
+    text = f"{row[key]:.{digits}f}"
+    return text + (f"{pm}{row[key + '_sd']:.{digits}f}" if row["seeds"] > 1 else "")
+
+
+def _delta(row: dict, key: str) -> str:
+    if row[f"d_{key}_verdict"] == "baseline":
+        return "—"
+    text = f"{row[f'd_{key}']:+.4f}"
+    lo, hi = row[f"d_{key}_lo"], row[f"d_{key}_hi"]
+    return text if math.isnan(lo) else f"{text} [{lo:+.4f}, {hi:+.4f}]"
+
+
+def _cells(row: dict, pm: str = " ± ") -> list[str]:
+    words = ("baseline" if row["d_map50_verdict"] == "baseline"
+             else f"{row['d_map50_verdict']} / {row['d_map50_95_verdict']}")
+    return [row["model"], f"{row['params']:,}", f"{row['gflops']:.3f}", _pm(row, "latency_ms", 1, pm),
+            _pm(row, "throughput", 0, pm), _pm(row, "map50", 4, pm), _pm(row, "map50_95", 4, pm),
+            _pm(row, "train_s", 0, pm), _delta(row, "map50"), _delta(row, "map50_95"), words]
+
+
+def markdown(rows: list[dict], header: str) -> str:
+    """The comparison as a Markdown table after ``header``."""
+    lines = [header, "", "| " + " | ".join(COLUMNS) + " |", "|---|" + "---:|" * 7 + "---:|---:|---|"]
+    lines += ["| " + " | ".join(_cells(r)) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _tex(text: str) -> str:
+    for a, b in (("\\", "\\textbackslash{}"), ("_", "\\_"), ("%", "\\%"), ("&", "\\&"), ("#", "\\#"),
+                 ("±", "$\\pm$"), ("Δ", "$\\Delta$"), ("—", "--"), ("−", "$-$"), ("`", "")):
+        text = text.replace(a, b)
+    return text
+
+
+def latex(rows: list[dict], caption: str) -> str:
+    """The comparison as a LaTeX ``table`` (booktabs)."""
+    cols = [_tex(c) for c in COLUMNS]
+    lines = ["\\begin{table}[t]", "\\centering", "\\small", f"\\caption{{{_tex(caption)}}}",
+             "\\begin{tabular}{l" + "r" * 9 + "l}", "\\toprule", " & ".join(cols) + " \\\\", "\\midrule"]
+    lines += [" & ".join(_tex(c) for c in _cells(r)) + " \\\\" for r in rows]
+    lines += ["\\bottomrule", "\\end{tabular}", "\\end{table}"]
+    return "\n".join(lines) + "\n"
+
+
+def _write_csv(path: Path, rows: list[dict]) -> None:
+    with open(path, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows({k: (round(v, 6) if isinstance(v, float) else v) for k, v in r.items()} for r in rows)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# one run
+# --------------------------------------------------------------------------------------------------------------------
+class _Quiet:
+    """Ultralytics' logger at WARNING (no per-batch bars or summaries) for the duration of a block."""
+
+    def __enter__(self):
+        from ultralytics.utils import LOGGER
+
+        self.logger, self.level = LOGGER, LOGGER.level
+        LOGGER.setLevel(logging.WARNING)
+        return self
+
+    def __exit__(self, *exc):
+        self.logger.setLevel(self.level)
+
+
+def label(cfg: str) -> str:
+    """Table / run-directory name of a config: its file stem."""
+    return Path(cfg).stem
+
+
+def _front(path: str):
+    """Ultralytics' front-end class for a config or checkpoint path (RT-DETR by name, else YOLO)."""
+    from ultralytics import RTDETR, YOLO
+
+    return RTDETR if "rtdetr" in Path(path).name else YOLO
+
+
+def _fused(model):
+    m = copy.deepcopy(model).float().eval()
+    if hasattr(m, "fuse"):  # as Ultralytics' predict and val run it
+        with _Quiet():
+            m = m.fuse(verbose=False)
+    return m
+
+
+def _timed(m, x, runs: int) -> float:
+    import torch
+
+    sync = torch.cuda.synchronize if x.is_cuda else (lambda: None)
+    times = []
+    with torch.inference_mode():
+        for k in range(runs + 3):
+            sync()
+            t0 = time.perf_counter()
+            m(x)
+            sync()
+            if k >= 3:  # warm-up
+                times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def speed(model, imgsz: int, device) -> tuple[float, float]:
+    """``(CPU latency ms/img at batch 1, throughput img/s at batch 16 on device)`` of the fused eval model."""
+    import torch
+
+    m = _fused(model)
+    latency = _timed(m.cpu(), torch.zeros(1, 3, imgsz, imgsz), LATENCY_RUNS) * 1e3
+    x = torch.zeros(THROUGHPUT_BATCH, 3, imgsz, imgsz, device=device)
+    throughput = THROUGHPUT_BATCH / _timed(m.to(device), x, 5)
+    return latency, throughput
+
+
+def _init_checkpoint(cfg: str, nc: int, init: str, seed: int, path: Path) -> str:
+    """A checkpoint of ``cfg`` with ``nc`` classes initialised from ``init`` by the structural transfer (layers the
+    checkpoint lacks keep their initialisation under ``seed``); returns "transferred/total" tensors."""
+    import torch
+
+    from .transfer import transfer
+
+    torch.manual_seed(seed)
+    with _Quiet():
+        built = _front(cfg)(cfg).model
+        model = type(built)(built.yaml, nc=nc, verbose=False)  # the head's width depends on the class count
+    report = transfer(model, init)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"model": model.half(), "train_args": {}, "date": None, "version": None}, path)
+    return f"{report.n_transferred}/{report.total}"
+
+
+def train_one(cfg: str, seed: int, s: Settings, runs_dir: Path, workers: int = 2) -> RunResult:
+    """Train ``cfg`` with seed ``seed`` under settings ``s``; the run directory is ``runs_dir/<label>-seed<k>``."""
+    import torch
+
+    from .check import count_flops
+
+    name = label(cfg)
+    run_name = f"{name}-seed{seed}"
+    transferred = ""
+    source = cfg
+    if s.init:
+        source = str(runs_dir / "init" / f"{run_name}.pt")
+        transferred = _init_checkpoint(cfg, _dataset(s.data)["nc"], s.init, seed, Path(source))
+    front = _front(cfg)
+    model = front(source)
+    clock = {"train": 0.0}
+    losses: list[float] = []
+
+    def epoch_start(trainer):
+        clock["t0"] = time.perf_counter()
+
+    def batch_end(trainer):
+        items = trainer.loss_items
+        total = sum(float(v) for v in items.values()) if isinstance(items, dict) else float(items.sum())
+        losses.append(round(total, 4))
+
+    def epoch_end(trainer):
+        dt = time.perf_counter() - clock["t0"]
+        clock["train"] += dt
+        items = trainer.label_loss_items(trainer.tloss, prefix="") if trainer.tloss is not None else {}
+        text = " ".join(f"{k.split('/')[-1].replace('_loss', '')} {float(v):.3f}" for k, v in items.items())
+        print(f"  {name:14s} seed {seed}  epoch {trainer.epoch + 1:>3d}/{trainer.epochs}  loss {text}  ({dt:.1f} s)",
+              flush=True)
+
+    model.add_callback("on_train_epoch_start", epoch_start)
+    model.add_callback("on_train_batch_end", batch_end)
+    model.add_callback("on_train_epoch_end", epoch_end)
+    with _Quiet():
+        results = model.train(
+            data=s.data, epochs=s.epochs, imgsz=s.imgsz, batch=s.batch, device=s.device, seed=seed,
+            deterministic=True, workers=workers, plots=False, val=False,
+            project=str(runs_dir), name=run_name, exist_ok=True, verbose=False, patience=0,
+            **s.recipe,
+        )
+    trainer = model.trainer
+    weights = trainer.best if Path(trainer.best).is_file() else trainer.last
+    final = (model.model if isinstance(model.model, torch.nn.Module) else front(str(weights)).model).float()
+    d = getattr(results, "results_dict", None) or {}
+    latency, throughput = speed(final, s.imgsz, trainer.device)
+    r = RunResult(model=name, seed=seed, params=sum(p.numel() for p in final.parameters()),
+                  gflops=count_flops(final, s.imgsz) / 1e9, map50=float(d.get("metrics/mAP50(B)", math.nan)),
+                  map50_95=float(d.get("metrics/mAP50-95(B)", math.nan)), latency_ms=latency, throughput=throughput,
+                  train_s=clock["train"], weights=str(weights), cfg=cfg, transferred=transferred, loss=losses)
+    print(f"  {name:14s} seed {seed}  mAP50 {r.map50:.4f}  mAP50-95 {r.map50_95:.4f}  latency {latency:.1f} ms/img  "
+          f"{throughput:.0f} img/s  train {r.train_s:.0f} s", flush=True)
+    return r
+
+
+def _stored(path: Path, s: Settings) -> RunResult | None:
+    if not path.is_file():
+        return None
+    try:
+        stored = json.loads(path.read_text())
+        if stored.get("settings") != asdict(s) or not Path(stored["result"]["weights"]).is_file():
+            return None
+        return RunResult(**stored["result"])
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# pictures
+# --------------------------------------------------------------------------------------------------------------------
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_results(rows: list[dict], path: Path, title: str) -> None:
+    """mAP50-95 against CPU latency, error bars = sd over seeds."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4.2), dpi=120)
+    for k, r in enumerate(rows):
+        ax.errorbar(r["latency_ms"], r["map50_95"], xerr=r["latency_ms_sd"], yerr=r["map50_95_sd"], fmt="o",
+                    capsize=3, color="tab:gray" if k == 0 else f"C{k}")
+        ax.annotate(r["model"], (r["latency_ms"], r["map50_95"]), textcoords="offset points", xytext=(5, 5),
+                    fontsize=8)
+    ax.margins(x=0.3, y=0.3)
+    ax.set_xlabel("CPU latency, ms/img (batch 1)")
+    ax.set_ylabel("mAP50-95 (mean ± sd over seeds)")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def plot_curves(runs: list[RunResult], names: list[str], path: Path, title: str) -> None:
+    """Training loss per batch of every model (mean over seeds; band: min-max over seeds)."""
+    import numpy as np
+
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.5, 4.2), dpi=120)
+    for k, name in enumerate(names):
+        curves = [r.loss for r in runs if r.model == name and r.loss]
+        if not curves:
+            continue
+        n = min(len(c) for c in curves)
+        a = np.array([c[:n] for c in curves])
+        x = np.arange(1, n + 1)
+        ax.plot(x, a.mean(0), label=name, color="tab:gray" if k == 0 else f"C{k}", lw=1.2)
+        if len(curves) > 1:
+            ax.fill_between(x, a.min(0), a.max(0), alpha=0.15, color="tab:gray" if k == 0 else f"C{k}")
+    ax.set_xlabel("training batch")
+    ax.set_ylabel("training loss (box + cls + dfl, as logged)")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def _dataset(data: str) -> dict:
+    from ultralytics.data.utils import check_det_dataset
+
+    with _Quiet():
+        return check_det_dataset(data)
+
+
+def val_images(data: str, n: int) -> list[Path]:
+    """The first ``n`` validation images of a dataset YAML (sorted by name)."""
+    d = _dataset(data)
+    val = d["val"] if isinstance(d["val"], (list, tuple)) else [d["val"]]
+    files = sorted(p for v in val for p in Path(v).rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    return files[:n]
+
+
+def plot_predictions(runs: list[RunResult], names: list[str], images: list[Path], path: Path, imgsz: int,
+                     conf: float = 0.25) -> None:
+    """Grid: one row per model (its lowest seed's weights), one column per validation image, boxes drawn."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(len(names), len(images), figsize=(1.9 * len(images), 2.0 * len(names)), dpi=110,
+                             squeeze=False)
+    for i, name in enumerate(names):
+        r = min((r for r in runs if r.model == name), key=lambda r: r.seed)
+        with _Quiet():
+            preds = _front(r.cfg or r.model)(r.weights).predict([str(p) for p in images], imgsz=imgsz, conf=conf, verbose=False,
+                                            device="cpu")
+        for j, p in enumerate(preds):
+            ax = axes[i][j]
+            ax.imshow(p.plot(line_width=1, font_size=6)[..., ::-1])
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if j == 0:
+                ax.set_ylabel(name, fontsize=8)
+            if i == 0:
+                ax.set_title(images[j].name, fontsize=7)
+    fig.suptitle(f"predictions (conf ≥ {conf}) of each model's seed-{min(r.seed for r in runs)} weights", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# the comparison
+# --------------------------------------------------------------------------------------------------------------------
+def compare(cfgs: list[str], data: str, *, epochs: int, imgsz: int, seeds: int, device: str | None, out: str | Path,
+            batch: int = 16, init: str | None = None, note: str = "", grid: int = 4, workers: int = 2) -> list[dict]:
+    """Train every config with seeds ``0..seeds-1`` (reusing stored runs), write the table and pictures; returns rows."""
+    t_start = time.perf_counter()
+    os.environ.setdefault("YOLO_OFFLINE", "1")
+    out = Path(out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("MPLCONFIGDIR", str(out / ".matplotlib"))
+    names = [label(c) for c in cfgs]
+    if len(set(names)) != len(names):
+        raise SystemExit(f"yolo-attn compare: two configs share a name ({', '.join(names)}); rename one")
+    from . import register
+
+    register()
+    from ultralytics.utils.torch_utils import select_device
+
+    with _Quiet():
+        dev = select_device(device if device is not None else "", verbose=False)
+    device = str(dev.index or 0) if dev.type == "cuda" else dev.type
+    s = Settings(data=str(Path(data).resolve()) if Path(data).is_file() else data, epochs=epochs, imgsz=imgsz,
+                 batch=batch, device=device, init=str(Path(init).resolve()) if init else None,
+                 recipe=dict(FINE_TUNE) if init else {})
+    start = f"initialised from {Path(init).name} by structural transfer" if init else "from scratch"
+    print(f"compare: {len(cfgs)} models × {seeds} seed(s), {epochs} epochs at {imgsz} px, batch {batch}, device "
+          f"{device}, {start}; output {out}", flush=True)
+    runs_dir = out / "runs"
+    runs: list[RunResult] = []
+    reused = 0
+    for seed in range(seeds):
+        for cfg in cfgs:
+            store = runs_dir / f"{label(cfg)}-seed{seed}.json"
+            r = _stored(store, s)
+            if r is None:
+                r = train_one(cfg, seed, s, runs_dir, workers)
+                store.write_text(json.dumps({"settings": asdict(s), "result": asdict(r)}, indent=1) + "\n")
+            else:
+                reused += 1
+                print(f"  {r.model:14s} seed {seed}  reused {store.name}", flush=True)
+            runs.append(r)
+    rows = aggregate(runs, names)
+    wall = time.perf_counter() - t_start
+    with open(out / "runs.csv", "w", newline="") as fh:
+        keys = [k for k in asdict(runs[0]) if k != "loss"]
+        w = csv.DictWriter(fh, fieldnames=keys)
+        w.writeheader()
+        w.writerows({k: v for k, v in asdict(r).items() if k != "loss"} for r in runs)
+    _write_csv(out / "results.csv", rows)
+    transferred = ", ".join(f"{r.model} {r.transferred}" for r in runs if r.seed == 0 and r.transferred)
+    recipe = ", ".join(f"{k}={v}" for k, v in s.recipe.items()) or "Ultralytics defaults"
+    header = (
+        f"Data: `{s.data}`. {epochs} epochs at {imgsz} px, batch {batch}, device `{device}`, one recipe for every "
+        f"model ({recipe}); {seeds} seed{'s' if seeds > 1 else ''} (mean ± sd over seeds); every model "
+        f"{start}" + (f" (tensors transferred: {transferred})" if transferred else "") + ". "
+        f"Baseline: {names[0]}. Δ = model − baseline, paired by seed, with a 95 % t-interval over the seed "
+        f"differences; 'within noise' when the interval contains 0. Latency: CPU, batch 1, fused, at {imgsz} px; "
+        f"throughput: batch {THROUGHPUT_BATCH} on `{device}`. Wall time {wall / 60:.1f} min"
+        + (f" ({reused} of {len(runs)} runs reused)" if reused else "") + "."
+    )
+    md = markdown(rows, "# yolo-attn compare\n\n" + header + (f"\n\n{note}" if note else ""))
+    (out / "results.md").write_text(md)
+    (out / "results.tex").write_text(latex(rows, header))
+    title = f"{Path(s.data).parent.name if s.data.endswith('data.yaml') else Path(s.data).name}: {epochs} ep, " \
+            f"{imgsz} px, {seeds} seed(s), {start.split(' by')[0]}"
+    plot_results(rows, out / "results.png", title)
+    plot_curves(runs, names, out / "curves.png", title)
+    images = val_images(s.data, grid)
+    if images:
+        plot_predictions(runs, names, images, out / "predictions.png", imgsz)
+    print("\n" + md)
+    print(f"wrote {', '.join(str(out / f) for f in ('results.md', 'results.csv', 'results.tex', 'runs.csv'))}, "
+          f"results.png, curves.png, predictions.png ({(time.perf_counter() - t_start) / 60:.1f} min)", flush=True)
+    return rows
+
+
+def _parser(prog: str = "yolo-attn compare") -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("cfgs", nargs="+", metavar="CFG", help="model configs (paths or shipped names); first = baseline")
+    ap.add_argument("--data", required=True, help="dataset YAML")
+    ap.add_argument("--epochs", type=int, default=10, help="epochs per run (default %(default)s)")
+    ap.add_argument("--imgsz", type=int, default=640, help="train/val/latency size (default %(default)s)")
+    ap.add_argument("--seeds", type=int, default=2, help="seeds 0..N-1 per config (default %(default)s)")
+    ap.add_argument("--device", default=None, help="cpu, 0, mps ... (default: Ultralytics' choice)")
+    ap.add_argument("--batch", type=int, default=16, help="batch size (default %(default)s)")
+    ap.add_argument("--init", default=None, help="initialise every model from this checkpoint (structural transfer)")
+    ap.add_argument("--workers", type=int, default=2, help="dataloader workers (default %(default)s)")
+    ap.add_argument("--out", default="runs/yolo_attn_compare", help="output directory (default %(default)s)")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``yolo-attn compare``; returns the exit code."""
+    ap = _parser()
+    args = ap.parse_args(argv)
+    for key in ("epochs", "imgsz", "seeds", "batch"):
+        if getattr(args, key) < 1:
+            ap.error(f"--{key} must be >= 1")
+    compare(args.cfgs, args.data, epochs=args.epochs, imgsz=args.imgsz, seeds=args.seeds, device=args.device,
+            out=args.out, batch=args.batch, init=args.init, workers=args.workers)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
