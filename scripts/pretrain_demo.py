@@ -9,7 +9,10 @@ deterministic=True``. The shipped file is the final EMA model's state_dict in fp
 with ``torch.load(..., weights_only=True)``), next to a JSON record of how it was made: this command, its arguments,
 versions, time, the validation mAP on the pretraining set's own val split, and the file's SHA-256. With ``--polish N``
 the first stage's result trains N epochs more without mosaic at a lower learning rate (``--stage1 PATH`` runs only
-this second stage, from the first stage's ``last.pt``).
+this second stage, from the first stage's ``last.pt``). With ``--init FILE`` (an earlier result of this script) the
+first stage continues from those weights instead of random ones, with the optimizer Ultralytics' ``optimizer=auto``
+picked for the first run (AdamW, lr0=0.001) and no warm-up (its high bias learning rate would undo the trained head);
+the record then keeps the earlier record under ``continued_from``, so the whole chain stays reproducible.
 """
 
 from __future__ import annotations
@@ -43,6 +46,8 @@ def _parser() -> argparse.ArgumentParser:
                          "(default %(default)s)")
     ap.add_argument("--stage1", default=None,
                     help="skip the first stage: polish this checkpoint of an earlier run with the same arguments")
+    ap.add_argument("--init", default=None,
+                    help="continue from this weights file (an earlier result of this script) instead of random weights")
     ap.add_argument("--device", default="cpu", help="training device (default %(default)s)")
     ap.add_argument("--out", default=str(ROOT / "runs" / "pretrain_demo"), help="work directory (default %(default)s)")
     ap.add_argument("--dest", default=str(DEST), help="weights file to write (default %(default)s)")
@@ -63,9 +68,10 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     import ultralytics
     from ultralytics import YOLO
+    from ultralytics.nn.tasks import DetectionModel
 
     import yolo_attn
-    from yolo_attn.data import make_shapes
+    from yolo_attn.data import CLASSES, make_shapes
 
     out = Path(args.out).resolve()
     t0 = time.perf_counter()
@@ -82,7 +88,17 @@ def main(argv: list[str] | None = None) -> int:
                   verbose=False)
     t1 = time.perf_counter()
     last = args.stage1
-    if last is None:
+    if last is None and args.init:
+        start = out / "init.pt"  # a checkpoint Ultralytics can train from: the weights in stock YOLOv8n, nc classes
+        net = DetectionModel("yolov8n.yaml", nc=len(CLASSES), verbose=False)
+        net.load_state_dict({k: v.float() for k, v in torch.load(args.init, map_location="cpu",
+                                                                   weights_only=True).items()})
+        out.mkdir(parents=True, exist_ok=True)
+        torch.save({"model": net.half(), "train_args": {}, "date": None, "version": None}, start)
+        model = YOLO(str(start))
+        model.train(epochs=args.epochs, name="continue", optimizer="AdamW", lr0=0.001, warmup_epochs=0, **common)
+        last = model.trainer.last
+    elif last is None:
         model = YOLO("yolov8n.yaml")
         model.train(epochs=args.epochs, name="train", pretrained=False, **common)
         last = model.trainer.last
@@ -99,18 +115,22 @@ def main(argv: list[str] | None = None) -> int:
     dest.parent.mkdir(parents=True, exist_ok=True)
     torch.save(sd, dest)
     metrics = {k: round(float(v), 5) for k, v in (trainer.metrics or {}).items()}
+    earlier = Path(args.init).with_suffix(".json") if args.init else None
+    earlier = json.loads(earlier.read_text()) if earlier and earlier.is_file() else None
     record = {
         "file": dest.name,
         "sha256": hashlib.sha256(dest.read_bytes()).hexdigest(),
         "what": "stock YOLOv8n (yolov8n.yaml, scale n) pretrained from random weights on generated shapes data; "
                 "final EMA weights, fp16 state_dict",
-        "stages": f"{args.epochs} epochs Ultralytics defaults" + (
+        "stages": (f"{args.epochs} epochs from {Path(args.init).name}, AdamW lr0=0.001, no warm-up"
+                   if args.init else f"{args.epochs} epochs Ultralytics defaults") + (
             f", then {args.polish} epochs without mosaic, AdamW lr0=0.0005, no warm-up" if args.polish else ""),
         "command": "python scripts/pretrain_demo.py " + " ".join(
             f"--{k} {v}" for k, v in vars(args).items() if k in ("train", "val", "imgsz", "epochs", "batch", "seed",
-                                                                  "polish")),
+                                                                  "polish")) + (f" --init {Path(args.init).name}" if args.init else ""),
+        "continued_from": earlier,  # the record of the --init weights: how they were made
         "stage1_from": args.stage1,  # set when the first stage ran in an earlier invocation of the same command
-        "args": {k: v for k, v in vars(args).items() if k not in ("out", "dest", "stage1")},
+        "args": {k: v for k, v in vars(args).items() if k not in ("out", "dest", "stage1", "init")},
         "data": f"yolo_attn.data.make_shapes(train={args.train}, val={args.val}, imgsz={args.imgsz}, "
                 f"seed={DATA_SEED})",
         "names": dict(model.names),
