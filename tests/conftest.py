@@ -47,6 +47,15 @@ def shapes_data(tmp_path_factory) -> Path:
     return make_shapes(tmp_path_factory.mktemp("shapes"), train=16, val=8, imgsz=64, seed=0)
 
 
+@pytest.fixture(scope="session")
+def wheel(tmp_path_factory) -> Path:
+    """The package's wheel, built once from this checkout (offline: no build isolation)."""
+    out = tmp_path_factory.mktemp("wheel")
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out),
+                    str(ROOT)], check=True, capture_output=True, timeout=300)
+    return next(out.glob("yolo_attn-*.whl"))
+
+
 @torch.no_grad()
 def randomize_(module: torch.nn.Module, seed: int) -> torch.nn.Module:
     """Seeded random parameters and BatchNorm statistics (so no branch is 0 and BN is not the identity)."""

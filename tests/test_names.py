@@ -182,3 +182,46 @@ def test_yolo_command_reports_invalid_names(tmp_path):
                           text=True, cwd=tmp_path)
     assert proc.returncode != 0
     assert "Did you mean yolo26n-shsa-neck.yaml?" in proc.stdout + proc.stderr
+
+
+@pytest.mark.slow
+def test_example_names_train_with_the_plain_yolo_command_after_a_non_editable_install(tmp_path, wheel):
+    """The wheel installed as a user installs it (not editable, its ``.pth`` hook processed by ``site``): in an empty
+    directory the plain ``yolo`` command trains example names of three tasks, YOLO26's NMS-free head among them."""
+    import sys
+    import sysconfig
+
+    from yolo_attn.data import make_shapes
+
+    env_dir = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(env_dir)], check=True, timeout=120)
+    py = env_dir / "bin" / "python"
+    site = Path(subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                               check=True, capture_output=True, text=True).stdout.strip())
+    # torch and ultralytics come from the test venv's site-packages as a plain path entry: its .pth files (the
+    # editable install of this checkout among them) are not processed in the new environment.
+    (site / "_test_venv_packages.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(site), str(wheel)],
+                   check=True, capture_output=True, timeout=300)
+    where = subprocess.run([str(py), "-c", "import yolo_attn; print(yolo_attn.__file__)"], check=True,
+                           capture_output=True, text=True, cwd=tmp_path).stdout.strip()
+    assert where == str(site / "yolo_attn" / "__init__.py")
+
+    cases = {"yolo26n-lska.yaml": ("detect", "LSKA"), "yolo11n-pose-shsa.yaml": ("pose", "SHSA"),
+             "yolov8n-cls-lska.yaml": ("classify", "LSKA")}
+    for name, (task, layer) in cases.items():
+        data = make_shapes(tmp_path / f"data-{task}", train=8, val=4, imgsz=64, seed=0, task=task)
+        work = tmp_path / f"empty-{task}"
+        work.mkdir()
+        yolo = "import sys; from ultralytics.cfg import entrypoint; sys.exit(entrypoint())"  # the `yolo` script
+        proc = subprocess.run([str(py), "-c", yolo, task, "train", f"model={name}", f"data={data}", "epochs=1",
+                               "imgsz=64", "batch=4", "workers=0", "plots=False", "device=cpu", f"project={work / 'runs'}",
+                               "name=r"], cwd=work, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, (name, proc.stdout[-3000:], proc.stderr[-3000:])
+        assert sorted(p.name for p in work.iterdir()) == ["runs"], name  # no config was written next to the user
+        out = subprocess.run([str(py), "-c", "import sys, torch; ck = torch.load(sys.argv[1], weights_only=False); "
+                              "m = ck['model']; print(m.yaml['yaml_file'], ck['train_args']['task'], "
+                              "' '.join(sorted({type(x).__name__ for x in m.modules()})))",
+                              str(work / "runs" / "r" / "weights" / "last.pt")],
+                             check=True, capture_output=True, text=True, cwd=work).stdout.split()
+        assert out[0] == name and out[1] == task and layer in out[2:], (name, out[:2])
