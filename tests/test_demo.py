@@ -12,7 +12,7 @@ import pytest
 from scipy import stats
 
 from conftest import BUILTIN
-from yolo_attn.demo import CAVEAT, WEIGHTS, models
+from yolo_attn.demo import CAVEAT, WEIGHTS, made_by, models
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -43,6 +43,9 @@ def test_shipped_weights_match_their_record_and_transfer_completely():
     record = json.loads(WEIGHTS.with_suffix(".json").read_text())
     assert record["sha256"] == hashlib.sha256(WEIGHTS.read_bytes()).hexdigest()
     assert WEIGHTS.stat().st_size < 8e6 and "scripts/pretrain_demo.py" in record["command"]
+    # the chain of commands that made the file starts from random weights (no --init) and every later one continues
+    first, *later = made_by(record).split(", then ")
+    assert "--init" not in first and all("--init yolov8n-shapes.pt" in c for c in later)
     stock = YOLO("yolov8n.yaml").model
     model = type(stock)(stock.yaml, nc=len(record["names"]), verbose=False)
     report = transfer(model, str(WEIGHTS))
@@ -87,6 +90,7 @@ def test_demo_table_csv_latex_and_pictures_agree_with_the_runs(reduced_demo):
     assert f"{mean:+.4f} [{lo:+.4f}, {hi:+.4f}]" in md
     # what was done is said, in the table file and the output
     assert "initialised from `yolov8n-shapes.pt`" in md and CAVEAT in md and CAVEAT in stdout
+    assert made_by(json.loads(WEIGHTS.with_suffix(".json").read_text())) in md
     assert "one recipe for every model" in md and "\\begin{tabular}" in tex and "\\end{table}" in tex
     # one progress line per model, seed and epoch; no per-batch bars
     assert sum("epoch   1/1" in ln for ln in stdout.splitlines()) == 4

@@ -26,7 +26,7 @@ from .compare import compare
 from .configs import cfg_path
 from .layers.registry import builtin_specs
 
-__all__ = ["main", "run", "models", "DEFAULTS", "WEIGHTS", "CAVEAT"]
+__all__ = ["main", "run", "models", "made_by", "DEFAULTS", "WEIGHTS", "CAVEAT"]
 
 WEIGHTS = Path(__file__).resolve().parent / "weights" / "yolov8n-shapes.pt"
 """Stock YOLOv8n pretrained on generated shapes data (fp16 state_dict); its record is the ``.json`` next to it."""
@@ -82,13 +82,23 @@ def _ensure_data(args, out: Path) -> str:
     return str(yaml_path)
 
 
+def made_by(record: dict) -> str:
+    """The commands that made a weights file, first to last: a run continued with ``--init`` keeps the record of the
+    weights it started from under ``continued_from``."""
+    chain = []
+    while record:
+        chain.insert(0, f"`{record['command'].strip()}`")
+        record = record.get("continued_from")
+    return ", then ".join(chain)
+
+
 def _what_was_done(args) -> str:
     if args.scratch:
         return "Every model trained from random weights. " + CAVEAT
     rec = json.loads(WEIGHTS.with_suffix(".json").read_text())
     m = rec.get("final_val_metrics", {})
     return (f"Every model — stock YOLOv8n too — was initialised from `{WEIGHTS.name}` ({rec['what']}; made by "
-            f"`{rec['command'].strip()}` on {rec['data']}, mAP50 {m.get('metrics/mAP50(B)', float('nan')):.3f} on "
+            f"{made_by(rec)} on {rec['data']}, mAP50 {m.get('metrics/mAP50(B)', float('nan')):.3f} on "
             f"its own validation images; record `{WEIGHTS.with_suffix('.json').name}`) through the structural "
             "transfer: every stock tensor is copied into its layer, the inserted attention layer keeps its seeded "
             "initialisation. Then all were fine-tuned by the same recipe and budget. " + CAVEAT)
