@@ -6,7 +6,7 @@ Usage:
     python scripts/int8_map.py a.pt b.pt --data data.yaml --imgsz 640 --out int8_map
 
 From a compare/demo directory it takes every ``runs/<model>-seed<k>/weights/<best|last>.pt`` of the chosen seeds
-(default: seed 0), and the dataset YAML and image size each run was trained with (``runs/<model>-seed<k>.json``;
+(default: seed 0; in the order of its ``runs.csv``, baseline first), and the dataset YAML and image size each run was trained with (``runs/<model>-seed<k>.json``;
 ``--data`` / ``--imgsz`` override them). For each model it
 
 1. copies the checkpoint to ``OUT/<model>/`` (the exports are written next to it; the input directory is only read),
@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import csv
 import json
 import os
 import platform
@@ -94,6 +95,10 @@ def from_compare_dir(root: Path, seeds: list[int], weights: str) -> list[dict]:
         found.append({"model": record.stem, "pt": pt, "data": settings["data"], "imgsz": settings["imgsz"]})
     if not found:
         raise SystemExit(f"no runs/<model>-seed<k>.json with seed in {seeds} under {root}")
+    if (root / "runs.csv").is_file():  # the comparison's own order (its baseline first)
+        with open(root / "runs.csv", newline="") as f:
+            order = {f"{r['model']}-seed{r['seed']}": i for i, r in enumerate(csv.DictReader(f))}
+        found.sort(key=lambda item: order.get(item["model"], len(order)))
     return found
 
 

@@ -63,9 +63,12 @@ def test_compare_directory_gives_each_seeds_checkpoint_data_and_imgsz(tmp_path):
         ("yolov8n-cga-seed0", "yolov8n-cga-seed0/weights/last.pt", "/d/yolov8n-cga.yaml", 96),  # no best.pt: last
         ("yolov8n-seed0", "yolov8n-seed0/weights/best.pt", "/d/yolov8n.yaml", 96),
     ]
+    (tmp_path / "runs.csv").write_text("model,seed,params\nyolov8n,0,1\nyolov8n-cga,0,2\nyolov8n,1,1\n")
+    assert [i["model"] for i in int8_map.from_compare_dir(tmp_path, [0], "best")] == ["yolov8n-seed0",
+                                                                                     "yolov8n-cga-seed0"]
     both = int8_map.from_compare_dir(tmp_path, [0, 1], "best")
-    assert [(i["model"], i["imgsz"]) for i in both] == [("yolov8n-cga-seed0", 96), ("yolov8n-seed0", 96),
-                                                        ("yolov8n-seed1", 97)]
+    assert [(i["model"], i["imgsz"]) for i in both] == [("yolov8n-seed0", 96), ("yolov8n-cga-seed0", 96),
+                                                        ("yolov8n-seed1", 97)]  # runs.csv order
     with pytest.raises(SystemExit, match="yolov8n-seed1: no last.pt under"):  # asked for last.pt: no fallback
         int8_map.from_compare_dir(tmp_path, [1], "last")
     with pytest.raises(SystemExit, match="no runs/<model>-seed<k>.json with seed in \\[2\\]"):
