@@ -100,7 +100,8 @@ torch._logging.set_logs(graph_breaks=True, recompiles=True)  # Dynamo logs every
 records = []
 handler = logging.Handler()
 handler.emit = records.append
-logging.getLogger("torch").addHandler(handler)
+for name in ("torch", "torch._dynamo", "torch._inductor"):  # torch._logging stops propagation at its own loggers
+    logging.getLogger(name).addHandler(handler)
 with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
     model = YOLO(cfg)
