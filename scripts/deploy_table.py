@@ -1,7 +1,7 @@
 """Write the README's deployment table (format × layer) from what tests/test_deploy.py measured.
 
 Usage:
-    python scripts/deploy_table.py            # run tests/test_deploy.py (slow tests included, ~10 min on 2 cores),
+    python scripts/deploy_table.py            # run tests/test_deploy.py (slow tests included, ~12 min on 2 cores),
                                               # record benchmarks/deploy_results.json, rewrite the README table
     python scripts/deploy_table.py --no-run   # rewrite the table from the recorded benchmarks/deploy_results.json
 
@@ -10,6 +10,10 @@ test established for that format and layer: exported (Ultralytics' exporter), ra
 process where yolo_attn cannot be imported), parity (within the format's tolerance, see tests/test_deploy.py) with
 the largest box error relative to the largest box; for OpenVINO INT8 the box correlation instead. A format or layer
 the tests did not reach shows "not measured".
+
+The RT-DETR column (``rtdetr-l-attn.yaml``: RT-DETR-l with every registered layer after AIFI) shows the largest
+difference of matched output rows (normalised boxes and scores, 0..1) instead; where stock RT-DETR itself does not
+run in a format, the tests record why (``unsupported``) and the cell says so, with the reason under the table.
 """
 
 from __future__ import annotations
@@ -43,6 +47,8 @@ def _err(x: float) -> str:
 
 
 def cell(fmt: str, row: dict | None) -> str:
+    if row and row.get("unsupported"):
+        return "stock RT-DETR fails too ¹"
     if not row or not row.get("exported"):
         return "not measured" if not row else "export fails"
     if fmt == "coreml":
@@ -57,11 +63,14 @@ def cell(fmt: str, row: dict | None) -> str:
 
 
 def layer_of(cfg: str) -> str:
+    if cfg.startswith("rtdetr"):
+        return "RT-DETR-l, every layer after AIFI"
     return Path(cfg).stem.split("-", 1)[1].upper()
 
 
 def table(results: dict) -> str:
-    cfgs = sorted({cfg for rows in results.values() for cfg in rows}, key=layer_of)
+    cfgs = sorted({cfg for rows in results.values() for cfg in rows},
+                  key=lambda c: (c.startswith("rtdetr"), layer_of(c)))  # the YOLOv8 configs, then RT-DETR
     head = ["format", *[f"{layer_of(c)} (`{c}`)" for c in cfgs], "runtime tested"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for key, label, runtime in FORMATS:
@@ -69,6 +78,10 @@ def table(results: dict) -> str:
         versions = sorted({r.get("runtime", "") for r in rows.values() if r.get("runtime")})
         tested = runtime.format(v=", ".join(versions)).replace("  ", " ")
         lines.append("| " + " | ".join([label, *[cell(key, rows.get(c)) for c in cfgs], tested]) + " |")
+    notes = sorted({f"{label.split(' (')[0]}: {r['unsupported']}" for key, label, _ in FORMATS
+                    for r in results.get(key, {}).values() if r.get("unsupported")})
+    if notes:
+        lines += ["", "¹ " + "; ".join(notes) + "."]
     return "\n".join(lines)
 
 

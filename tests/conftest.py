@@ -14,6 +14,7 @@ os.environ.setdefault("YOLO_OFFLINE", "1")
 os.environ.setdefault("YOLO_CONFIG_DIR", tempfile.mkdtemp(prefix="yolo_attn_cfg_"))
 os.environ.setdefault("YOLO_AUTOINSTALL", "False")
 
+import numpy as np
 import pytest
 import torch
 
@@ -77,6 +78,21 @@ def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
     """Largest absolute difference relative to the largest magnitude of ``b`` (float64)."""
     a, b = a.detach().double(), b.detach().double()
     return float((a - b).abs().max() / b.abs().max().clamp_min(1e-30))
+
+
+def detr_rows_error(o: np.ndarray, y: np.ndarray, margin: float) -> tuple[float, float]:
+    """(sorted-score error, worst row distance) of RT-DETR outputs (1, 300, 6) [cx, cy, w, h, score, class].
+
+    The head's output is a top-k over queries × classes, where near-equal scores may come out in another order: rows
+    scoring more than ``margin`` above the 300th (not at the top-k boundary) are matched with the closest reference
+    row (same class: a different class is a distance >= 1); all values lie in 0..1, so absolute = relative to 1.
+    """
+    o, y = o[0], y[0]
+    score_err = float(np.abs(np.sort(o[:, 4]) - np.sort(y[:, 4])).max() / max(float(np.abs(y[:, 4]).max()), 1e-12))
+    inner = o[o[:, 4] > y[:, 4].min() + margin]
+    assert len(inner) >= len(o) // 2, len(inner)
+    dist = np.abs(inner[:, None, :] - y[None, :, :]).max(-1).min(-1)
+    return score_err, float(dist.max())
 
 
 def n_params(m: torch.nn.Module) -> int:

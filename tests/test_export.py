@@ -28,7 +28,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from conftest import ROOT, all_layers_after, bin_path, front, randomize_layers, scaled_copy
+from conftest import ROOT, all_layers_after, bin_path, detr_rows_error, front, randomize_layers, scaled_copy
 
 import yolo_attn  # noqa: F401  (registers the layers in this process)
 from yolo_attn.configs import dump
@@ -80,26 +80,12 @@ def assert_yolo_close(o: np.ndarray, ref: dict, what: str) -> dict:
     return {"box": box, "cls": cls}
 
 
-def detr_rows_error(o: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """(sorted-score error, worst row distance) of RT-DETR outputs (1, 300, 6) [cx, cy, w, h, score, class].
-
-    Rows scoring clearly above the 300th (not at the top-k boundary) are matched with the closest reference row
-    (same class: a different class is a distance >= 1); all values lie in 0..1, so absolute = relative to 1.
-    """
-    o, y = o[0], y[0]
-    score_err = rel(np.sort(o[:, 4]), np.sort(y[:, 4]))
-    inner = o[o[:, 4] > y[:, 4].min() + 10 * TOL]
-    assert len(inner) >= len(o) // 2, len(inner)
-    dist = np.abs(inner[:, None, :] - y[None, :, :]).max(-1).min(-1)
-    return score_err, float(dist.max())
-
-
 def assert_detr_close(o: np.ndarray, ref: dict, what: str) -> dict:
     """Equal-score rows may swap places, so compare sorted scores and match rows (see ``detr_rows_error``)."""
     y32, y64 = ref["fp32"]["head"], ref["fp64"]["head"]
     assert o.shape == y32.shape, (what, o.shape, y32.shape)
-    base = detr_rows_error(y32, y64)
-    got = detr_rows_error(o, y32)
+    base = detr_rows_error(y32, y64, 10 * TOL)
+    got = detr_rows_error(o, y32, 10 * TOL)
     for name, g, b in zip(("scores", "rows"), got, base):
         assert g <= max(TOL, 2 * b), (what, name, g, b)
     return dict(zip(("score", "rows"), got))
