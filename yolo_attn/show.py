@@ -111,8 +111,7 @@ def _fla(layer: FLA, x: torch.Tensor, points) -> list[torch.Tensor]:
 
 @torch.no_grad()
 def _lska(layer: LSKA, x: torch.Tensor, points) -> list[torch.Tensor]:
-    attn = layer.conv1(layer.conv_spatial_v(layer.conv_spatial_h(layer.conv0v(layer.conv0h(x)))))
-    return [attn[0].mean(0)]
+    return [layer.gate(x)[0].mean(0)]
 
 
 DRAWERS: dict[str, tuple[type, Callable, str]] = {

@@ -71,11 +71,15 @@ class LSKA(nn.Module):
         """The resolved arguments, c1 included."""
         return f"c1={self.conv1.in_channels}, k_size={self.k_size}"
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        u = x.clone() if textbook_enabled() else None  # the official form's defensive clone, taken first as there
+    def gate(self, x: torch.Tensor) -> torch.Tensor:
+        """The attention map ``x`` is multiplied by (B, C, H, W)."""
         attn = self.conv0v(self.conv0h(x))  # local separable k0×k0
         attn = self.conv_spatial_v(self.conv_spatial_h(attn))  # dilated separable ks×ks
-        attn = self.conv1(attn)
+        return self.conv1(attn)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        u = x.clone() if textbook_enabled() else None  # the official form's defensive clone, taken first as there
+        attn = self.gate(x)
         if u is not None:
             return u * attn  # textbook gate
         if attn.requires_grad or x.requires_grad or torch.jit.is_tracing():
