@@ -117,19 +117,23 @@ class Scene:
         h, w = self.owner.shape
         if not self.parts:
             return np.zeros((0, h, w), bool)
-        return np.stack([np.isin(self.owner, ids) for ids in self.parts])
+        return np.stack([self.mask(k) for k in range(len(self.parts))])
+
+    def mask(self, k: int) -> np.ndarray:
+        """``(H, W)`` bool visibility mask of labelled object ``k``."""
+        return np.isin(self.owner, self.parts[k])
 
     def polygon(self, k: int) -> np.ndarray:
         """``(m, 2)`` pixel coordinates (pixel centres) of the outline of object ``k``'s largest visible region
         (segment labels; holes and smaller pieces cut off by occlusion are not part of it)."""
-        contours, _ = cv2.findContours(self.masks[k].astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        contours, _ = cv2.findContours(self.mask(k).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
         return max(contours, key=cv2.contourArea).reshape(-1, 2).astype(np.float64)
 
     def rotated_box(self, k: int) -> np.ndarray:
         """``(4, 2)`` corners (pixel-edge coordinates) of the smallest rotated rectangle around every visible pixel
         of object ``k`` (obb labels). Where that rectangle would leave the image (an object cut by the border), the
         upright tight box instead: label coordinates must stay inside the image."""
-        ys, xs = np.nonzero(self.masks[k])
+        ys, xs = np.nonzero(self.mask(k))
         corners = np.concatenate([np.stack([xs + dx, ys + dy], 1) for dx in (0, 1) for dy in (0, 1)])
         box = cv2.boxPoints(cv2.minAreaRect(corners.astype(np.float32))).astype(np.float64)
         h, w = self.owner.shape
@@ -141,7 +145,7 @@ class Scene:
     def keypoints(self, k: int) -> np.ndarray:
         """``(4, 2)`` pixel coordinates (pixel centres) of object ``k``'s topmost, rightmost, bottommost and leftmost
         visible pixels (:data:`KEYPOINTS`; ties: the first in row-major order)."""
-        ys, xs = np.nonzero(self.masks[k])
+        ys, xs = np.nonzero(self.mask(k))
         picks = (np.argmin(ys), np.argmax(xs), np.argmax(ys), np.argmin(xs))
         return np.array([[xs[i] + 0.5, ys[i] + 0.5] for i in picks])
 
@@ -516,10 +520,6 @@ def _check_classes(classes: Sequence[str] | None) -> tuple[str, ...]:
     if not classes or unknown or len(set(classes)) != len(classes):
         raise ValueError(f"classes must be a non-empty list of distinct names from {CLASSES}, got {classes!r}")
     return classes
-
-
-def _format_labels(scene: Scene) -> str:
-    return scene.task_labels("detect")
 
 
 def _check_task(task: str, classes: Sequence[str] | None) -> tuple[str, tuple[str, ...]]:
