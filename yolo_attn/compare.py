@@ -198,11 +198,13 @@ def latex(rows: list[dict], caption: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _write_csv(path: Path, rows: list[dict]) -> None:
+def _write_csv(path: Path, rows: list[dict], digits: int | None = 6) -> None:
+    """Rows (dicts with the same keys) as CSV; floats rounded to ``digits`` (None: as they are)."""
     with open(path, "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=list(rows[0]))
         w.writeheader()
-        w.writerows({k: (round(v, 6) if isinstance(v, float) else v) for k, v in r.items()} for r in rows)
+        w.writerows({k: (round(v, digits) if digits is not None and isinstance(v, float) else v)
+                     for k, v in r.items()} for r in rows)
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -437,8 +439,8 @@ def plot_predictions(runs: list[RunResult], names: list[str], images: list[Path]
     for i, name in enumerate(names):
         r = min((r for r in runs if r.model == name), key=lambda r: r.seed)
         with _Quiet():
-            preds = _front(r.cfg or r.model)(r.weights).predict([str(p) for p in images], imgsz=imgsz, conf=conf, verbose=False,
-                                            device="cpu")
+            preds = _front(r.cfg or r.model)(r.weights).predict([str(p) for p in images], imgsz=imgsz, conf=conf,
+                                                                 verbose=False, device="cpu")
         for j, p in enumerate(preds):
             ax = axes[i][j]
             ax.imshow(p.plot(line_width=1, font_size=6)[..., ::-1])
@@ -498,11 +500,7 @@ def compare(cfgs: list[str], data: str, *, epochs: int, imgsz: int, seeds: int, 
             runs.append(r)
     rows = aggregate(runs, names)
     wall = time.perf_counter() - t_start
-    with open(out / "runs.csv", "w", newline="") as fh:
-        keys = [k for k in asdict(runs[0]) if k != "loss"]
-        w = csv.DictWriter(fh, fieldnames=keys)
-        w.writeheader()
-        w.writerows({k: v for k, v in asdict(r).items() if k != "loss"} for r in runs)
+    _write_csv(out / "runs.csv", [{k: v for k, v in asdict(r).items() if k != "loss"} for r in runs], digits=None)
     _write_csv(out / "results.csv", rows)
     transferred = ", ".join(f"{r.model} {r.transferred}" for r in runs if r.seed == 0 and r.transferred)
     recipe = ", ".join(f"{k}={v}" for k, v in s.recipe.items()) or "Ultralytics defaults"

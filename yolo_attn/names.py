@@ -49,9 +49,9 @@ from __future__ import annotations
 import argparse
 import copy
 import difflib
-import sys
 import functools
 import importlib.util
+import sys
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
@@ -131,10 +131,11 @@ def valid_placements(base: str) -> tuple[str, ...]:
     return tuple(p for p in PLACEMENTS if not (p == "neck" and is_classify(d)))
 
 
-def model_names(base: str) -> list[str]:
-    """Every config name of a stock YAML (unscaled), e.g. ``yolo26-seg-cga-neck.yaml``."""
-    stem = Path(base).stem
-    return [ConfigName(stem, base, layer, at).name for layer in REGISTRY for at in valid_placements(base)]
+def model_names(base: str, stock: str | None = None) -> list[str]:
+    """Every config name of a stock YAML, written with ``stock`` as the model name (default: the YAML's own,
+    unscaled), e.g. ``yolo26-seg-cga-neck.yaml``."""
+    stock = stock or Path(base).stem
+    return [ConfigName(stock, base, layer, at).name for layer in REGISTRY for at in valid_placements(base)]
 
 
 def _split(stem: str) -> tuple[str, str | None, str]:
@@ -171,7 +172,7 @@ def _error(name: str, stock: str | None, problem: str) -> ConfigNameError:
     if base:
         lines.append(f"Placements of {base}: " + ", ".join(
             "(none: after the P5 context block)" if p == "after-sppf" else p for p in valid_placements(base)) + ".")
-        candidates = [ConfigName(stock, base, layer, at).name for layer in REGISTRY for at in valid_placements(base)]
+        candidates = model_names(base, stock)
     else:
         lines.append(f"Stock models (the installed Ultralytics {version('ultralytics')}; a scale letter may follow "
                      f"the version, e.g. yolo26n): {', '.join(families)}.")
