@@ -24,6 +24,7 @@ from yolo_attn.configs import dump
 from yolo_attn.layers.registry import REGISTRY, builtin_specs
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))  # the committed scripts the tests check (tables, coverage, int8_map)
 VERSIONS_DIR = ROOT / ".venv" / "ultralytics-versions"
 OLD_ULTRALYTICS = ("8.1.47", "8.2.103", "8.3.240")
 

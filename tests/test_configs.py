@@ -29,7 +29,6 @@ from yolo_attn.configs import (
 from yolo_attn.integration import build_model
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "scripts"))
 from config_table import RTDETR_SCALES, YOLO_SCALES, table_rows  # noqa: E402
 from make_configs import PLAN, shipped_names  # noqa: E402
 

@@ -12,7 +12,6 @@ YAML that cannot be built offline (torchvision downloads its backbone's weights)
 
 from __future__ import annotations
 
-import sys
 import urllib.error
 from collections import defaultdict
 from pathlib import Path
@@ -20,10 +19,8 @@ from pathlib import Path
 import pytest
 
 from conftest import NAMES
+from coverage_table import OFFLINE_EXCEPTIONS, cases, check, name_of
 from yolo_attn.names import stock_configs
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-from coverage_table import OFFLINE_EXCEPTIONS, cases, check, name_of  # noqa: E402
 
 CASES = defaultdict(list)
 for _base, _layer, _at in cases():
@@ -44,8 +41,7 @@ def test_the_glob_finds_every_family():
 def test_every_yaml_layer_and_placement_builds_and_runs(base):
     for layer, at in CASES[base]:
         if base in OFFLINE_EXCEPTIONS:
-            with pytest.raises((urllib.error.URLError, OSError)):
+            with pytest.raises(urllib.error.URLError):  # torchvision's weight download
                 check(base, layer, at)
             continue
-        info = check(base, layer, at)
-        assert info["rows"], name_of(base, layer, at)
+        check(base, layer, at)  # raises unless the layer is in the model and every output is finite

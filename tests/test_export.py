@@ -28,11 +28,10 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from conftest import ROOT, all_layers_after, bin_path, detr_rows_error, front, randomize_layers, scaled_copy
+from conftest import bin_path, detr_rows_error, front, randomize_layers, scaled_copy
 
 import yolo_attn  # noqa: F401  (registers the layers in this process)
-from yolo_attn.configs import dump
-from ultralytics import RTDETR, YOLO
+from ultralytics import YOLO
 
 TOL = 1e-4
 OPSET = 18  # what Ultralytics picks for torch >= 2.4 with onnx 1.23 (best_onnx_opset)

@@ -9,18 +9,13 @@ Random weights on 8 generated images (mAP ~0): the figures are not the point her
 from __future__ import annotations
 
 import json
-import sys
 
 import openvino as ov
 import pytest
 import torch
 
-from conftest import ROOT
-
-sys.path.insert(0, str(ROOT / "scripts"))
-import int8_map  # noqa: E402
-
-from ultralytics import YOLO  # noqa: E402
+import int8_map
+from ultralytics import YOLO
 
 
 def test_int8_map_table_agrees_with_its_json_and_fp32_ran_in_f32(tmp_path, shapes_data, capsys):

@@ -124,7 +124,6 @@ def make_layers():
     return {name: randomize_(small(name), k + 1, sharp=False) for k, name in enumerate(NAMES)}
 
 
-LAYER_NAMES = NAMES
 
 
 @pytest.fixture(scope="module")
@@ -426,7 +425,7 @@ def test_shsa_default_pdim():
 # ----------------------------------------------------------------------------------------------------------------------
 # every layer: shapes, modes, gradients
 # ----------------------------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("layer", LAYER_NAMES, indirect=True)
+@pytest.mark.parametrize("layer", NAMES, indirect=True)
 @pytest.mark.parametrize("mode", ["train", "eval"])
 def test_any_size_forward_backward(layer, mode):
     layer.train(mode == "train")
@@ -444,7 +443,7 @@ def test_any_size_forward_backward(layer, mode):
             assert torch.isfinite(p.grad).all(), (H, W, name)
 
 
-@pytest.mark.parametrize("layer", LAYER_NAMES, indirect=True)
+@pytest.mark.parametrize("layer", NAMES, indirect=True)
 def test_batch_of_one_eval(layer):
     x = torch.randn(1, 16, 5, 11)
     with torch.no_grad():
@@ -458,7 +457,7 @@ def test_batch_of_one_eval(layer):
 PRECISION_SIZES = [(9, 13), (20, 20)]
 
 
-@pytest.mark.parametrize("layer", LAYER_NAMES, indirect=True)
+@pytest.mark.parametrize("layer", NAMES, indirect=True)
 @pytest.mark.parametrize(("dtype", "tol"), [(torch.float16, 1e-2), (torch.bfloat16, 2e-2)], ids=["fp16", "bf16"])
 def test_half_precision_close_to_fp32(layer, dtype, tol):
     low = copy.deepcopy(layer).to(dtype)
@@ -472,7 +471,7 @@ def test_half_precision_close_to_fp32(layer, dtype, tol):
         assert rel_err(ylow, y32) <= tol, ((H, W), rel_err(ylow, y32))
 
 
-@pytest.mark.parametrize("layer", LAYER_NAMES, indirect=True)
+@pytest.mark.parametrize("layer", NAMES, indirect=True)
 def test_bf16_autocast_close_to_fp32(layer):
     g = torch.Generator().manual_seed(2)
     for H, W in PRECISION_SIZES:
@@ -507,7 +506,7 @@ def test_fla_fp16_large_inputs_stay_finite(randomized):
 # ----------------------------------------------------------------------------------------------------------------------
 # module mechanics
 # ----------------------------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("layer", LAYER_NAMES, indirect=True)
+@pytest.mark.parametrize("layer", NAMES, indirect=True)
 def test_deepcopy_and_float64(layer):
     x = torch.randn(2, 16, 9, 13)
     with torch.no_grad():
@@ -527,7 +526,7 @@ TRACE_SIZES = {"CGA": ((14, 14), [(21, 28), (7, 7), (10, 16), (3, 5)]), "LSKA": 
 TRACE_DEFAULT = ((20, 20), [(16, 24), (1, 1), (3, 50)])  # a layer registered by a user: generic odd sizes
 
 
-@pytest.mark.parametrize("layer", LAYER_NAMES, indirect=True)
+@pytest.mark.parametrize("layer", NAMES, indirect=True)
 def test_jit_trace_reproduces_eager_at_other_sizes(layer, request):
     name = request.node.callspec.params["layer"]
     traced_at, others = TRACE_SIZES.get(name, TRACE_DEFAULT)
@@ -544,7 +543,7 @@ def test_jit_trace_reproduces_eager_at_other_sizes(layer, request):
         assert rel_err(got, expected) <= 1e-5, ((H, W), rel_err(got, expected))
 
 
-@pytest.mark.parametrize("layer", LAYER_NAMES, indirect=True)
+@pytest.mark.parametrize("layer", NAMES, indirect=True)
 def test_train_eval_return_self(layer):
     assert layer.train() is layer and layer.training
     assert layer.eval() is layer and not layer.training
@@ -554,7 +553,7 @@ def test_train_eval_return_self(layer):
         assert sub.eval() is sub
 
 
-@pytest.mark.parametrize("name", LAYER_NAMES)
+@pytest.mark.parametrize("name", NAMES)
 def test_construction_and_use_print_nothing(name, capsys):
     m = make_layers()[name]
     m.eval()
@@ -565,7 +564,7 @@ def test_construction_and_use_print_nothing(name, capsys):
     assert out == "" and err == ""
 
 
-@pytest.mark.parametrize("layer", LAYER_NAMES, indirect=True)
+@pytest.mark.parametrize("layer", NAMES, indirect=True)
 def test_state_dict_only_tensors_and_round_trips(layer, request):
     sd = layer.state_dict()
     assert sd and all(isinstance(v, torch.Tensor) for v in sd.values())

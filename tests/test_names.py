@@ -13,6 +13,7 @@ import torch
 import yaml
 
 from conftest import NAMES, bin_path, front, n_params, run_py
+from coverage_table import tensors
 from yolo_attn.configs import insert, placement_rows, shipped_configs
 from yolo_attn.integration import build_model
 from yolo_attn.names import ConfigNameError, parse_name, resolve, stock_configs
@@ -30,14 +31,6 @@ EXAMPLES = {
     "yolov9c-shsa-neck.yaml": ("yolov9c.yaml", "SHSA", "neck", "detect"),
     "rtdetr-x-cga-neck.yaml": ("rtdetr-x.yaml", "CGA", "neck", "detect"),
 }
-
-
-def tensors(y) -> list[torch.Tensor]:
-    """Every tensor of a model output (heads return tensors, tuples, lists or dicts of them)."""
-    if isinstance(y, torch.Tensor):
-        return [y]
-    items = y.values() if isinstance(y, dict) else y if isinstance(y, (list, tuple)) else ()
-    return [t for x in items for t in tensors(x)]
 
 
 def attention_rows(model) -> list[int]:
@@ -207,7 +200,7 @@ def test_example_names_train_with_the_plain_yolo_command_after_a_non_editable_in
                            capture_output=True, text=True, cwd=tmp_path).stdout.strip()
     assert where == str(site / "yolo_attn" / "__init__.py")
 
-    cases = {"yolo26n-lska.yaml": ("detect", "LSKA"), "yolo11n-pose-shsa.yaml": ("pose", "SHSA"),
+    cases = {"yolo26n-lska.yaml": ("detect", "LSKA"), "yolo26n-obb-fla-backbone.yaml": ("obb", "FLA"),
              "yolov8n-cls-lska.yaml": ("classify", "LSKA")}
     for name, (task, layer) in cases.items():
         data = make_shapes(tmp_path / f"data-{task}", train=8, val=4, imgsz=64, seed=0, task=task)

@@ -5,12 +5,9 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 
+import readme_tables
 from conftest import ROOT, run_py
-
-sys.path.insert(0, str(ROOT / "scripts"))
-import readme_tables  # noqa: E402
 
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 
