@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from markers import replace_between
 from yolo_attn.bench import LAYER_NAMES, LAYER_SHAPES, find_configs, interleaved, make_layer
 from yolo_attn.integration import build_model
 
@@ -97,7 +98,6 @@ def write_section(meta: dict, rows: list[dict]) -> None:
     load = meta.get("load_average")
     load = f"{load[0]:.1f} at the end of the run" if load else "not recorded; 6-10 around the run"
     lines = [
-        START,
         "## torch.compile (inductor) against eager",
         "",
         f"`python scripts/compile_bench.py`: CPU, fp32, batch 1, inference (eval, no grad), `torch.compile(m)` with "
@@ -119,14 +119,12 @@ def write_section(meta: dict, rows: list[dict]) -> None:
     for r in rows:
         lines.append(f"| {r['what']} | {r['eager_ms']:.2f} ± {r['eager_iqr_ms']:.1f} | {r['compiled_ms']:.2f} ± "
                      f"{r['compiled_iqr_ms']:.1f} | {r['eager_ms'] / r['compiled_ms']:.2f}× | {r['compile_s']:.0f} |")
-    lines.append(END)
     path = ROOT / "BENCHMARKS.md"
     text = path.read_text()
     if START in text:
-        before, rest = text.split(START, 1)
-        text = before + "\n".join(lines) + rest.split(END, 1)[1]
+        text = replace_between(text, START, END, "\n".join(lines), where=str(path))
     else:
-        text = text.rstrip("\n") + "\n\n" + "\n".join(lines) + "\n"
+        text = text.rstrip("\n") + "\n\n" + "\n".join([START, *lines, END]) + "\n"
     path.write_text(text)
 
 

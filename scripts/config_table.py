@@ -20,6 +20,7 @@ START, END = "<!-- config-table:start -->", "<!-- config-table:end -->"
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from make_configs import PLAN, shipped_names  # noqa: E402
+from markers import replace_between  # noqa: E402
 
 YOLO_SCALES = ("n", "s")
 RTDETR_SCALES = ("l",)
@@ -84,12 +85,7 @@ def main() -> None:
     if args.stdout:
         print(tables)
         return
-    text = README.read_text(encoding="utf-8")
-    if START not in text or END not in text:
-        raise SystemExit(f"README.md has no {START} ... {END} section")
-    head, rest = text.split(START, 1)
-    tail = rest.split(END, 1)[1]
-    README.write_text(f"{head}{START}\n{tables}\n{END}{tail}", encoding="utf-8")
+    README.write_text(replace_between(README.read_text(encoding="utf-8"), START, END, tables), encoding="utf-8")
     print(f"updated {README}")
 
 

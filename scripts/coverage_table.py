@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
-import re
 import sys
 import time
 import urllib.error
@@ -25,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from markers import replace_between
 from yolo_attn.integration import build_model
 from yolo_attn.layers.registry import REGISTRY
 from yolo_attn.names import ConfigName, resolve, stock_configs, valid_placements
@@ -147,11 +147,8 @@ def main(argv=None) -> int:
     print(f"{len(results)} cases in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
     if a.readme:
         path = Path(a.readme)
-        readme = path.read_text()
-        pattern = re.compile(r"(<!-- coverage-table:start -->\n).*?(<!-- coverage-table:end -->)", re.S)
-        if not pattern.search(readme):
-            raise SystemExit(f"{path} has no <!-- coverage-table:start/end --> markers")
-        path.write_text(pattern.sub(lambda m: m.group(1) + text + "\n" + m.group(2), readme))
+        path.write_text(replace_between(path.read_text(), "<!-- coverage-table:start -->",
+                                        "<!-- coverage-table:end -->", text, where=str(path)))
     return 0 if all(r["status"] in ("ok", "offline") for r in results) else 1
 
 

@@ -25,6 +25,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from markers import replace_between
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "deploy_results.json"
 README = ROOT / "README.md"
@@ -98,11 +100,7 @@ def main() -> int:
             print("tests/test_deploy.py failed: the table shows what was measured", file=sys.stderr)
     results = json.loads(RESULTS.read_text())
     text = README.read_text()
-    if START not in text or END not in text:
-        raise SystemExit(f"README.md has no {START} ... {END} block")
-    before, rest = text.split(START, 1)
-    after = rest.split(END, 1)[1]
-    README.write_text(f"{before}{START}\n{table(results)}\n{END}{after}")
+    README.write_text(replace_between(text, START, END, table(results)))
     print(table(results))
     return 0
 

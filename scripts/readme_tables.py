@@ -16,6 +16,7 @@ import re
 import sys
 from pathlib import Path
 
+from markers import replace_between
 from yolo_attn.layers.registry import LayerSpec, builtin_specs
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -79,10 +80,7 @@ def render(text: str, specs: dict[str, LayerSpec] | None = None) -> str:
     """``text`` with every registry table replaced by what the registry gives now."""
     specs = builtin_specs() if specs is None else specs
     for key, make in TABLES.items():
-        pattern = re.compile(rf"(<!-- registry:{key} -->\n).*?(\n<!-- /registry:{key} -->)", re.S)
-        if not pattern.search(text):
-            raise SystemExit(f"README.md has no <!-- registry:{key} --> ... <!-- /registry:{key} --> block")
-        text = pattern.sub(lambda m: m.group(1) + make(specs) + m.group(2), text)
+        text = replace_between(text, f"<!-- registry:{key} -->", f"<!-- /registry:{key} -->", make(specs))
     return text
 
 
