@@ -13,14 +13,13 @@ import argparse
 import contextlib
 import json
 import os
-import platform
 import time
 from pathlib import Path
 
 import torch
 
 from markers import replace_between
-from yolo_attn.bench import LAYER_NAMES, LAYER_SHAPES, find_configs, interleaved, make_layer
+from yolo_attn.bench import LAYER_NAMES, LAYER_SHAPES, cpu_name, find_configs, interleaved, make_layer
 from yolo_attn.integration import build_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -84,8 +83,7 @@ def measure(args) -> tuple[dict, list[dict]]:
         r = time_pair(model, torch.zeros(1, 3, 640, 640), args.reps, args.budget)
         rows.append({"what": f"{label} 640 (fused)", **r})
         print(rows[-1], flush=True)
-    meta = {"torch": torch.__version__, "threads": torch.get_num_threads(), "cpu": platform.processor() or
-            platform.machine(), "cores": os.cpu_count(), "load_average": os.getloadavg()}
+    meta = {"torch": torch.__version__, "threads": torch.get_num_threads(), "cpu": cpu_name(), "cores": os.cpu_count(), "load_average": os.getloadavg()}
     return meta, rows
 
 

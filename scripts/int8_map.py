@@ -33,7 +33,6 @@ import contextlib
 import csv
 import json
 import os
-import platform
 import shutil
 import sys
 import time
@@ -47,7 +46,8 @@ import openvino as ov  # noqa: E402
 
 import yolo_attn  # noqa: E402,F401  (registers the layers: the checkpoints pickle them)
 from ultralytics import YOLO  # noqa: E402
-from ultralytics.data.utils import check_det_dataset  # noqa: E402
+from ultralytics.data.utils import IMG_FORMATS, check_det_dataset  # noqa: E402
+from yolo_attn.bench import cpu_name  # noqa: E402
 
 COLUMNS = [("pytorch", "PyTorch"), ("openvino_fp32", "OpenVINO fp32"), ("openvino_int8", "OpenVINO INT8")]
 
@@ -159,23 +159,12 @@ def describe(result: dict) -> str:
             f"{'/'.join(int8)} (its non-quantised ops). Δ INT8 = INT8 export − PyTorch.")
 
 
-def cpu_name() -> str:
-    info = Path("/proc/cpuinfo")
-    if info.is_file():
-        for line in info.read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
-
-
 def count_images(data: str) -> tuple[int, int]:
     """(train, val) image counts of a detection dataset YAML, as Ultralytics resolves it."""
     d = check_det_dataset(data)
-    exts = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
-
     def n(split):
         paths = d[split] if isinstance(d[split], list) else [d[split]]
-        return sum(sum(1 for f in Path(p).rglob("*") if f.suffix.lower() in exts) for p in paths)
+        return sum(sum(1 for f in Path(p).rglob("*") if f.suffix[1:].lower() in IMG_FORMATS) for p in paths)
 
     return n("train"), n("val")
 

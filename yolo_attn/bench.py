@@ -37,7 +37,7 @@ from .configs import cfg_path, insert
 from .integration import build_model, register
 from .layers.registry import REGISTRY, builtin_specs, discover, find
 
-__all__ = ["main", "LAYER_SHAPES", "run_layers", "run_models", "run_startup"]
+__all__ = ["main", "LAYER_SHAPES", "run_layers", "run_models", "run_startup", "cpu_name"]
 
 LAYER_SHAPES = {  # model: [(level, channels, side)] at 640: P3 = 640/8, P4 = 640/16, P5 = 640/32
     "n": [("P3", 64, 80), ("P4", 128, 40), ("P5", 256, 20)],
@@ -735,14 +735,15 @@ def write_plot(path: Path, layer_rows: list[LayerRow]) -> Path | None:
 # ----------------------------------------------------------------------------------------------------------------------
 # entry point
 # ----------------------------------------------------------------------------------------------------------------------
-def _cpu_name() -> str:
+def cpu_name() -> str:
+    """The CPU's model name (``/proc/cpuinfo``; elsewhere what ``platform`` knows)."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
                 return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return platform.processor() or "unknown"
+    return platform.processor() or platform.machine()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -812,7 +813,7 @@ def main(argv: list[str] | None = None) -> int:
     meta = {
         "command": "yolo-attn bench" + (" " + " ".join(argv if argv is not None else sys.argv[1:])).rstrip(),
         "date": _dt.datetime.now().strftime("%Y-%m-%d %H:%M"), "wall_s": time.perf_counter() - t0,
-        "devices": devices, "cpu": f"{_cpu_name()} ({os.cpu_count()} logical cores)",
+        "devices": devices, "cpu": f"{cpu_name()} ({os.cpu_count()} logical cores)",
         "threads": torch.get_num_threads(), "torch": torch.__version__, "ultralytics": ultralytics.__version__,
         "python": platform.python_version(), "platform": platform.platform(),
         "gpu": (torch.cuda.get_device_name(0) if torch.cuda.is_available() else

@@ -424,9 +424,11 @@ def _dataset(data: str) -> dict:
 
 def val_images(data: str, n: int) -> list[Path]:
     """The first ``n`` validation images of a dataset YAML (sorted by name)."""
+    from ultralytics.data.utils import IMG_FORMATS
+
     d = _dataset(data)
     val = d["val"] if isinstance(d["val"], (list, tuple)) else [d["val"]]
-    files = sorted(p for v in val for p in Path(v).rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    files = sorted(p for v in val for p in Path(v).rglob("*") if p.suffix[1:].lower() in IMG_FORMATS)
     return files[:n]
 
 
