@@ -190,17 +190,19 @@ def checkpoint(request, tmp_path_factory):
     return {"cfg": cfg, "pt": pt, "work": work, "x": x.numpy(), "y": y}
 
 
-def export(ckpt: dict, fmt: str, **kwargs) -> str:
-    path = front(ckpt["cfg"])(str(ckpt["pt"])).export(format=fmt, imgsz=IMGSZ, **kwargs)
+def export(ckpt: dict, fmt: str, imgsz: int = IMGSZ, **kwargs) -> str:
+    path = front(ckpt["cfg"])(str(ckpt["pt"])).export(format=fmt, imgsz=imgsz, **kwargs)
     assert path and Path(path).exists(), (fmt, path)
     record(fmt + ("-int8" if kwargs.get("quantize") == 8 else ""), ckpt["cfg"], exported=True)
     return str(path)
 
 
-@pytest.mark.parametrize("fmt", ["torchscript", "onnx", "openvino", "ncnn"])
+@pytest.mark.parametrize("fmt", ["torchscript", "onnx", "openvino", "ncnn",
+                                 # LiteRT through litert-torch (torch.export: the eager form of each layer is converted)
+                                 pytest.param("litert", marks=pytest.mark.slow)])
 def test_runtime_matches_pytorch_without_the_plugin(checkpoint, fmt):
     path = export(checkpoint, fmt)
-    got, version = run_runtime(fmt, path, checkpoint["x"], checkpoint["work"])
+    got, version = run_runtime(fmt, path, checkpoint["x"], checkpoint["work"], predict=fmt != "litert")
     errs = head_errors(got, checkpoint["y"])
     record(fmt, checkpoint["cfg"], runs=True, runtime=version, **errs)
     print(fmt, checkpoint["cfg"], version, {k: f"{v:.1e}" for k, v in errs.items()})
@@ -215,18 +217,6 @@ def test_runtime_matches_pytorch_without_the_plugin(checkpoint, fmt):
                               capture_output=True, text=True, env=env, timeout=300)
         assert pred.returncode == 0, (pred.stdout + pred.stderr)[-4000:]
         assert (checkpoint["work"] / "ncnn_pred" / "img.jpg").is_file(), (pred.stdout + pred.stderr)[-2000:]
-
-
-@pytest.mark.slow
-def test_litert_matches_pytorch_without_the_plugin(checkpoint):
-    """LiteRT (TFLite) through litert-torch (torch.export, so the eager form of each layer is converted)."""
-    path = export(checkpoint, "litert")
-    got, version = run_runtime("litert", path, checkpoint["x"], checkpoint["work"], predict=False)
-    errs = head_errors(got, checkpoint["y"])
-    record("litert", checkpoint["cfg"], runs=True, runtime=version, **errs)
-    print("litert", checkpoint["cfg"], {k: f"{v:.1e}" for k, v in errs.items()})
-    assert errs["box"] <= TOL["litert"] and errs["cls"] <= TOL["litert"], errs
-    record("litert", checkpoint["cfg"], parity=True)
 
 
 @pytest.mark.slow
@@ -316,9 +306,7 @@ def detr_checkpoint(tmp_path_factory):
 def test_rtdetr_runtime_matches_pytorch_without_the_plugin(detr_checkpoint, fmt):
     """Every layer inside RT-DETR-l, exported and run in each format that runs stock RT-DETR (~40 s each)."""
     ckpt = detr_checkpoint
-    path = front(DETR_CFG)(str(ckpt["pt"])).export(format=fmt, imgsz=DETR_IMGSZ)
-    assert path and Path(path).exists(), (fmt, path)
-    record(fmt, DETR_CFG, exported=True)
+    path = export(ckpt, fmt, imgsz=DETR_IMGSZ)
     got, version = run_runtime(fmt, path, ckpt["x"], ckpt["work"], predict=fmt != "litert")
     assert got.shape == ckpt["y"].shape, (got.shape, ckpt["y"].shape)
     # rows more than 2 tolerances above the 300th score cannot have left the top-300 while scores stay in tolerance
