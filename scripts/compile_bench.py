@@ -10,7 +10,6 @@ Inference, batch 1, fp32, eval, fused models at 640; the compiled and eager call
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import time
@@ -19,8 +18,8 @@ from pathlib import Path
 import torch
 
 from markers import replace_between
-from yolo_attn.bench import LAYER_NAMES, LAYER_SHAPES, cpu_name, find_configs, interleaved, make_layer
-from yolo_attn.integration import build_model
+from yolo_attn.bench import (LAYER_NAMES, LAYER_SHAPES, cpu_name, fused_model, interleaved, make_layer, model_configs,
+                             no_grad_call)
 
 ROOT = Path(__file__).resolve().parents[1]
 START, END = "<!-- compile-section -->", "<!-- /compile-section -->"
@@ -34,13 +33,7 @@ def time_pair(module: torch.nn.Module, x: torch.Tensor, reps: int, budget: float
         compiled(x)  # compile
     compile_s = time.perf_counter() - t0
 
-    def call(m):
-        def run():
-            with torch.no_grad():
-                m(x)
-        return run
-
-    eager, comp = interleaved([call(module), call(compiled)], "cpu", reps, reps * 4, budget)
+    eager, comp = interleaved([no_grad_call(module, x), no_grad_call(compiled, x)], "cpu", reps, reps * 4, budget)
     return {"eager_ms": eager.median * 1e3, "compiled_ms": comp.median * 1e3, "compile_s": compile_s,
             "eager_iqr_ms": eager.iqr * 1e3, "compiled_iqr_ms": comp.iqr * 1e3, "reps": len(eager.samples)}
 
@@ -74,16 +67,12 @@ def measure(args) -> tuple[dict, list[dict]]:
             r = time_pair(layer, torch.randn(1, c, side, side), args.reps, args.budget)
             rows.append({"what": f"{name} {level} ({c}×{side}×{side})", **r})
             print(rows[-1], flush=True)
-    cfgs = {"yolov8n (stock)": "yolov8.yaml", **{f"yolov8n-{n.lower()}": str(p) for n, p in find_configs().items()}}
-    for label, cfg in cfgs.items():
-        torch.manual_seed(0)
-        model = build_model(cfg, scale="n").eval()
-        with contextlib.redirect_stdout(open(os.devnull, "w")):
-            model.fuse(verbose=False)
-        r = time_pair(model, torch.zeros(1, 3, 640, 640), args.reps, args.budget)
+    for label, cfg in model_configs().items():
+        r = time_pair(fused_model(cfg), torch.zeros(1, 3, 640, 640), args.reps, args.budget)
         rows.append({"what": f"{label} 640 (fused)", **r})
         print(rows[-1], flush=True)
-    meta = {"torch": torch.__version__, "threads": torch.get_num_threads(), "cpu": cpu_name(), "cores": os.cpu_count(), "load_average": os.getloadavg()}
+    meta = {"torch": torch.__version__, "threads": torch.get_num_threads(), "cpu": cpu_name(), "cores": os.cpu_count(),
+            "load_average": os.getloadavg()}
     return meta, rows
 
 

@@ -37,7 +37,8 @@ from .configs import cfg_path, insert
 from .integration import build_model, register
 from .layers.registry import REGISTRY, builtin_specs, discover, find
 
-__all__ = ["main", "LAYER_SHAPES", "run_layers", "run_models", "run_startup", "cpu_name"]
+__all__ = ["main", "LAYER_SHAPES", "run_layers", "run_models", "run_startup", "cpu_name", "model_configs",
+           "fused_model", "no_grad_call"]
 
 LAYER_SHAPES = {  # model: [(level, channels, side)] at 640: P3 = 640/8, P4 = 640/16, P5 = 640/32
     "n": [("P3", 64, 80), ("P4", 128, 40), ("P5", 256, 20)],
@@ -370,37 +371,51 @@ def find_configs(layers=LAYER_NAMES) -> dict[str, Path | dict]:
     return out
 
 
+def model_configs(layers=LAYER_NAMES) -> dict[str, str | dict]:
+    """Label -> config: stock YOLOv8n, then the after-SPPF config of each layer (:func:`find_configs`)."""
+    return {"yolov8n (stock)": "yolov8.yaml", **{f"yolov8n-{n.lower()}": p if isinstance(p, dict) else str(p)
+                                                  for n, p in find_configs(layers).items()}}
+
+
+def fused_model(cfg: str | dict, device: str = "cpu"):
+    """``cfg`` at scale n with seed-0 weights, eval, fused as Ultralytics' predict runs it (ours folded by the
+    registered hook)."""
+    import torch
+
+    torch.manual_seed(0)
+    m = build_model(cfg, scale="n").to(device).eval()
+    with contextlib.redirect_stdout(open(os.devnull, "w")):
+        m.fuse(verbose=False)
+    return m
+
+
+def no_grad_call(m, x):
+    """A no-argument function running ``m(x)`` without autograd (what :func:`interleaved` times)."""
+    import torch
+
+    def run():
+        with torch.no_grad():
+            m(x)
+    return run
+
+
 def run_models(devices: list[str], imgsz: int, min_reps: int, max_reps: int, budget_s: float, tp_batch: int,
                tp_reps: int, log=print, layers=LAYER_NAMES) -> list[ModelRow]:
     """Stock YOLOv8n and each after-SPPF config at scale n: fused, eval, batch 1 latency + batch throughput."""
     import torch
 
     register()
-    cfgs = {"yolov8n (stock)": "yolov8.yaml", **{f"yolov8n-{n.lower()}": p if isinstance(p, dict) else str(p)
-                                                  for n, p in find_configs(layers).items()}}
+    cfgs = model_configs(layers)
     rows = []
     for device in devices:
-        models = {}
-        for label, cfg in cfgs.items():
-            torch.manual_seed(0)
-            m = build_model(cfg, scale="n").to(device).eval()
-            with contextlib.redirect_stdout(open(os.devnull, "w")):
-                m.fuse(verbose=False)  # Ultralytics' fuse, with ours folded by the registered hook
-            models[label] = m
+        models = {label: fused_model(cfg, device) for label, cfg in cfgs.items()}
         flops = {label: count_flops(m, imgsz) for label, m in models.items()}
         x1 = torch.zeros(1, 3, imgsz, imgsz, device=device)
-
-        def call(m, x):
-            def run():
-                with torch.no_grad():
-                    m(x)
-            return run
-
-        lat = interleaved([call(m, x1) for m in models.values()], device, min_reps, max_reps, budget_s)
+        lat = interleaved([no_grad_call(m, x1) for m in models.values()], device, min_reps, max_reps, budget_s)
         tps = [None] * len(models)
         if tp_batch > 1 and tp_reps > 0:
             xb = torch.zeros(tp_batch, 3, imgsz, imgsz, device=device)
-            tpt = interleaved([call(m, xb) for m in models.values()], device, tp_reps, tp_reps, 0)
+            tpt = interleaved([no_grad_call(m, xb) for m in models.values()], device, tp_reps, tp_reps, 0)
             tps = [tp_batch / t.median for t in tpt]
         base = lat[0].median
         for (label, m), t, tp in zip(models.items(), lat, tps):
