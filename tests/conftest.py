@@ -188,16 +188,22 @@ def randomize_layers(model: torch.nn.Module, seed: int = 0, require: bool = True
 
 # The temp script Ultralytics' multi-GPU launcher starts (format with cfg, data, project); prints its path.
 DDP_CHILD = """
-import os, sys
-from pathlib import Path
-from ultralytics.models.yolo.detect import DetectionTrainer
+from ultralytics.models.yolo.{task} import {trainer}
 from ultralytics.utils.dist import generate_ddp_file
-trainer = DetectionTrainer(overrides=dict(model={cfg!r}, data={data!r}, imgsz=64, epochs=1, batch=8, device="cpu",
-                                          workers=0, plots=False, project={project!r}, name="ddp", exist_ok=True))
+trainer = {trainer}(overrides=dict(model={cfg!r}, data={data!r}, imgsz=64, epochs=1, batch=8, device="cpu",
+                    workers=0, plots=False, project={project!r}, name="ddp", exist_ok=True))
 if hasattr(trainer, "get_model"):  # what Model.train() does before trainer.train(): the built model is pickled
     trainer.model = trainer.get_model(cfg={cfg!r}, weights=None, verbose=False)
 print(generate_ddp_file(trainer))
 """
+TRAINERS = {"detect": "DetectionTrainer", "segment": "SegmentationTrainer", "pose": "PoseTrainer",
+            "obb": "OBBTrainer", "classify": "ClassificationTrainer"}
+
+
+def ddp_child_code(cfg, data, project, task: str = "detect") -> str:
+    """Code printing the path of the script Ultralytics' multi-GPU launcher would start to train ``cfg`` on ``data``
+    (1 epoch at 64 px on the CPU, outputs under ``project``)."""
+    return DDP_CHILD.format(task=task, trainer=TRAINERS[task], cfg=str(cfg), data=str(data), project=str(project))
 
 
 REDUCED_DEMO = ["--epochs", "1", "--imgsz", "64", "--train", "16", "--val", "8", "--batch", "8", "--seeds", "2",

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import DDP_CHILD, NAMES, OLD_ULTRALYTICS, all_layers_after, bin_path, run_py, ultralytics_version_path
+from conftest import (NAMES, OLD_ULTRALYTICS, all_layers_after, bin_path, ddp_child_code, run_py,
+                      ultralytics_version_path)
 from yolo_attn.configs import dump
 
 
@@ -132,7 +133,7 @@ def test_ddp_child_rebuilds_the_model(version, tmp_path, shapes_data):
     if version != "installed":
         env["PYTHONPATH"] = str(ultralytics_version_path(version))
         env["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"] = "1"
-    code = DDP_CHILD.format(cfg=str(cfg), data=str(shapes_data), project=str(tmp_path / "runs"))
+    code = ddp_child_code(cfg, shapes_data, tmp_path / "runs")
     script = run_py(code, env=env).stdout.strip().splitlines()[-1]
     assert script.endswith(".py") and Path(script).is_file()
     text = Path(script).read_text()

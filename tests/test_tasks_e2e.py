@@ -14,7 +14,7 @@ import subprocess
 import pytest
 import torch
 
-from conftest import bin_path, rel_err, run_py
+from conftest import bin_path, ddp_child_code, rel_err, run_py, ultralytics_version_path
 from yolo_attn import transfer
 from yolo_attn.data import make_shapes
 from yolo_attn.integration import build_model
@@ -137,33 +137,19 @@ def test_transfer_from_the_stock_model_of_the_task(task):
         assert rel_err(b, a) == 0.0
 
 
-DDP_CHILD = """
-from ultralytics.models.yolo.{task} import {trainer}
-from ultralytics.utils.dist import generate_ddp_file
-trainer = {trainer}(overrides=dict(model={name!r}, data={data!r}, imgsz=64, epochs=1, batch=8, device="cpu",
-                    workers=0, plots=False, project={project!r}, name="ddp", exist_ok=True))
-if hasattr(trainer, "get_model"):  # what Model.train() does before trainer.train(): the built model is pickled
-    trainer.model = trainer.get_model(cfg={name!r}, weights=None, verbose=False)
-print(generate_ddp_file(trainer))
-"""
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("version", ["installed", "8.3.240"])
 def test_ddp_child_of_a_named_config(version, tmp_path):
     """The script Ultralytics' multi-GPU launcher starts, run in a fresh process (CPU, one worker), for a segment
     model given by name: 8.4.140+ unpickles the model; 8.3 re-parses the name in the child, where only the start-up
     hook registers the layers and the name resolver (against that release's own stock YAMLs)."""
-    from conftest import ultralytics_version_path
-
     data, _ = _data(tmp_path, "segment")
     env = {"YOLO_CONFIG_DIR": str(tmp_path / "ucfg")}
     if version != "installed":
         env["PYTHONPATH"] = str(ultralytics_version_path(version))
         env["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"] = "1"
     name = "yolo11n-seg-cga-neck.yaml"
-    code = DDP_CHILD.format(task="segment", trainer="SegmentationTrainer", name=name, data=str(data),
-                            project=str(tmp_path / "runs"))
+    code = ddp_child_code(name, data, tmp_path / "runs", task="segment")
     script = run_py(code, env=env, cwd=tmp_path).stdout.strip().splitlines()[-1]
     child = subprocess.run([bin_path("python"), script], capture_output=True, text=True, timeout=600,
                            env={**os.environ, **env}, cwd=tmp_path)

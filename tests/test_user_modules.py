@@ -22,7 +22,7 @@ import yaml
 from ultralytics.nn import tasks
 
 import yolo_attn
-from conftest import DDP_CHILD, ROOT, bin_path, run_py
+from conftest import ROOT, bin_path, ddp_child_code, n_params, run_py
 from yolo_attn.integration import build_model
 from yolo_attn.layers.registry import REGISTRY, unregister
 
@@ -239,7 +239,7 @@ def test_tutorial_and_channel_first_rows_build_the_intended_layer(name, args, ex
     assert f"{type(layer).__name__}({layer.extra_repr()})" == expected.format(c1=c1, p=c1 // 4)
     same = yolo_attn.create_layer(type(layer).__name__, c1, **{k: v for k, v in layer.yolo_attn_args.items()
                                                                if k != "c1"})
-    assert sum(p.numel() for p in layer.parameters()) == sum(p.numel() for p in same.parameters())
+    assert n_params(layer) == n_params(same)
 
 
 @pytest.mark.parametrize("name,args,pattern", [
@@ -396,7 +396,7 @@ def test_fifth_layer_in_a_ddp_child(pkgroot, tmp_path, shapes_data):
     cfg = tmp_path / "yolov8n-fifth-neck.yaml"
     run_py(f"import sys; sys.argv = ['x', {str(cfg)!r}]\n" + WRITE_FIFTH_CFG, env=env)
     assert yaml.safe_load(cfg.read_text())["head"].count([-1, 1, "Fifth", [4]]) == 3
-    script = run_py(DDP_CHILD.format(cfg=str(cfg), data=str(shapes_data), project=str(tmp_path / "runs")),
+    script = run_py(ddp_child_code(cfg, shapes_data, tmp_path / "runs"),
                     env=env).stdout.strip().splitlines()[-1]
     assert "acme_blocks" not in Path(script).read_text() and "yolo_attn" not in Path(script).read_text()
     child = subprocess.run([sys.executable, script], capture_output=True, text=True, timeout=600,
