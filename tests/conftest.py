@@ -81,6 +81,11 @@ def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a - b).abs().max() / b.abs().max().clamp_min(1e-30))
 
 
+def rel(a: np.ndarray, b: np.ndarray, floor: float = 1e-12) -> float:
+    """Max absolute difference relative to the largest magnitude of the reference ``b`` (at least ``floor``)."""
+    return float(np.abs(a - b).max() / max(float(np.abs(b).max()), floor))
+
+
 def detr_rows_error(o: np.ndarray, y: np.ndarray, margin: float) -> tuple[float, float]:
     """(sorted-score error, worst row distance) of RT-DETR outputs (1, 300, 6) [cx, cy, w, h, score, class].
 
@@ -89,7 +94,7 @@ def detr_rows_error(o: np.ndarray, y: np.ndarray, margin: float) -> tuple[float,
     row (same class: a different class is a distance >= 1); all values lie in 0..1, so absolute = relative to 1.
     """
     o, y = o[0], y[0]
-    score_err = float(np.abs(np.sort(o[:, 4]) - np.sort(y[:, 4])).max() / max(float(np.abs(y[:, 4]).max()), 1e-12))
+    score_err = rel(np.sort(o[:, 4]), np.sort(y[:, 4]))
     inner = o[o[:, 4] > y[:, 4].min() + margin]
     assert len(inner) >= len(o) // 2, len(inner)
     dist = np.abs(inner[:, None, :] - y[None, :, :]).max(-1).min(-1)

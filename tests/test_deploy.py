@@ -50,7 +50,7 @@ import pytest
 import torch
 
 from conftest import (BUILTIN, NAMES, bin_path, detr_rows_error, front, make_layer, randomize_, randomize_layers,
-                      rel_err, scaled_copy)
+                      rel, rel_err, scaled_copy)
 
 import yolo_attn  # noqa: F401  (registers the layers in this process)
 from yolo_attn.layers import fuse_layers
@@ -147,9 +147,7 @@ def run_runtime(fmt: str, path: str, x: np.ndarray, work: Path, predict: bool = 
 def head_errors(got: np.ndarray, want: np.ndarray) -> dict:
     """Boxes: max |diff| / max |box|; classes: max |diff| (probabilities, 0..1)."""
     assert got.shape == want.shape, (got.shape, want.shape)
-    box = float(np.abs(got[:, :4] - want[:, :4]).max() / np.abs(want[:, :4]).max())
-    cls = float(np.abs(got[:, 4:] - want[:, 4:]).max())
-    return {"box": box, "cls": cls}
+    return {"box": rel(got[:, :4], want[:, :4]), "cls": rel(got[:, 4:], want[:, 4:], floor=1.0)}
 
 
 def record(fmt: str, cfg: str, **values):
@@ -169,25 +167,31 @@ def results_file():
         path.write_text(json.dumps(old, indent=1, sort_keys=True))
 
 
+def random_checkpoint(cfg: str, work: Path, imgsz: int) -> dict:
+    """A checkpoint of ``cfg`` with seeded random weights (every layer of ours randomised and checked not to be the
+    identity) and its PyTorch output (fused, eval) on one random image."""
+    torch.manual_seed(0)
+    model = front(cfg)(str(scaled_copy(cfg, work)))
+    indices = randomize_layers(model.model)
+    pt = work / "w.pt"
+    model.save(str(pt))
+    x = torch.rand(1, 3, imgsz, imgsz, generator=torch.Generator().manual_seed(1))
+    ref = front(cfg)(str(pt)).model.float().fuse().eval()
+    seen = {}
+    for i in indices:
+        ref.model[i].register_forward_hook(lambda m, a, o, i=i: seen.update({i: (a[0], o)}))
+    with torch.no_grad():
+        y = ref(x)
+    for i, (inp, out) in seen.items():
+        assert rel_err(out, inp) > 1e-2, f"layer {i} of {cfg} is the identity"
+    y = (y[0] if isinstance(y, (tuple, list)) else y).numpy()
+    return {"cfg": cfg, "pt": pt, "work": work, "x": x.numpy(), "y": y, "indices": indices}
+
+
 @pytest.fixture(scope="module", params=CASES)
 def checkpoint(request, tmp_path_factory):
     """A random-weight checkpoint of one config with its PyTorch (fused, eval) output on one random image."""
-    cfg = request.param
-    work = tmp_path_factory.mktemp(Path(cfg).stem)
-    torch.manual_seed(0)
-    model = front(cfg)(str(scaled_copy(cfg, work)))
-    index = randomize_layers(model.model)[0]
-    pt = work / "w.pt"
-    model.save(str(pt))
-    x = torch.rand(1, 3, IMGSZ, IMGSZ, generator=torch.Generator().manual_seed(1))
-    ref = front(cfg)(str(pt)).model.float().fuse().eval()
-    seen = {}
-    ref.model[index].register_forward_hook(lambda m, a, o: seen.update(inp=a[0], out=o))
-    with torch.no_grad():
-        y = ref(x)
-    assert rel_err(seen["out"], seen["inp"]) > 1e-2, "identity layer"
-    y = (y[0] if isinstance(y, (tuple, list)) else y).numpy()
-    return {"cfg": cfg, "pt": pt, "work": work, "x": x.numpy(), "y": y}
+    return random_checkpoint(request.param, tmp_path_factory.mktemp(Path(request.param).stem), IMGSZ)
 
 
 def export(ckpt: dict, fmt: str, imgsz: int = IMGSZ, **kwargs) -> str:
@@ -281,24 +285,9 @@ def test_traced_form_is_at_most_4d_and_generalises(name):
 @pytest.fixture(scope="module")
 def detr_checkpoint(tmp_path_factory):
     """RT-DETR-l with every registered layer after AIFI: random-weight checkpoint, its PyTorch output (fused, eval)."""
-    work = tmp_path_factory.mktemp("rtdetr")
-    torch.manual_seed(0)
-    model = front(DETR_CFG)(str(scaled_copy(DETR_CFG, work)))
-    indices = randomize_layers(model.model)
-    assert len(indices) == len(NAMES), indices
-    pt = work / "w.pt"
-    model.save(str(pt))
-    x = torch.rand(1, 3, DETR_IMGSZ, DETR_IMGSZ, generator=torch.Generator().manual_seed(1))
-    ref = front(DETR_CFG)(str(pt)).model.float().fuse().eval()
-    seen = {}
-    for i in indices:
-        ref.model[i].register_forward_hook(lambda m, a, o, i=i: seen.update({i: (a[0], o)}))
-    with torch.no_grad():
-        y = ref(x)
-    for i, (inp, out) in seen.items():
-        assert rel_err(out, inp) > 1e-2, f"layer {i} is the identity"
-    y = (y[0] if isinstance(y, (tuple, list)) else y).numpy()
-    return {"cfg": DETR_CFG, "pt": pt, "work": work, "x": x.numpy(), "y": y}
+    ckpt = random_checkpoint(DETR_CFG, tmp_path_factory.mktemp("rtdetr"), DETR_IMGSZ)
+    assert len(ckpt["indices"]) == len(NAMES), ckpt["indices"]
+    return ckpt
 
 
 @pytest.mark.slow

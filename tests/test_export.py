@@ -28,7 +28,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from conftest import bin_path, detr_rows_error, front, randomize_layers, scaled_copy
+from conftest import bin_path, detr_rows_error, front, randomize_layers, rel, scaled_copy
 
 import yolo_attn  # noqa: F401  (registers the layers in this process)
 from ultralytics import YOLO
@@ -46,11 +46,6 @@ CASES = [
     pytest.param("rtdetr-l-attn.yaml", marks=pytest.mark.slow),  # ~2 min on 2 cores (fp64 reference at 640)
 ]
 DYNAMIC_SHAPES = [(640, 640), (480, 640), (320, 320)]
-
-
-def rel(a: np.ndarray, b: np.ndarray, floor: float = 1e-12) -> float:
-    """Max absolute difference relative to the largest magnitude of the reference ``b`` (at least ``floor``)."""
-    return float(np.abs(a - b).max() / max(float(np.abs(b).max()), floor))
 
 
 def image(h: int, w: int, seed: int = 1) -> torch.Tensor:
