@@ -15,7 +15,7 @@ from yolo_attn.layers.cga import CGA
 from yolo_attn.layers.fla import FLA
 from yolo_attn.layers.lska import LSKA
 from yolo_attn.layers.shsa import SHSA
-from yolo_attn.show import DRAWERS, attention_maps
+from yolo_attn.show import DRAWERS, attention_maps, show
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -103,6 +103,13 @@ def test_show_command_draws_every_layer_of_the_model(all_layers, tmp_path):
     bad = subprocess.run([bin_path("yolo-attn"), "show", str(cfg), str(image), "--points", "2,0.5"],
                          capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and "fractions in [0, 1]" in bad.stderr
+
+
+def test_show_builds_an_rtdetr_config_as_rtdetr(all_layers, tmp_path):
+    """A config by name is built as the model class its head needs (RT-DETR's decoder is no YOLO head)."""
+    _, image = all_layers
+    (path,) = show("rtdetr-l-cga.yaml", image, tmp_path, imgsz=64, points=[(0.5, 0.5)])
+    assert path.name == "12-CGA.png" and path.read_bytes()[:8] == PNG  # AIFI is row 11, the layer follows it
 
 
 def test_ultralytics_visualize_works_with_our_layers(all_layers, tmp_path):

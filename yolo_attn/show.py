@@ -26,7 +26,9 @@ from typing import Callable
 
 import torch
 import torch.nn.functional as F
+from ultralytics import YOLO
 
+from .integration import build_model, register
 from .layers.cga import CGA, relative_offset_index
 from .layers.fla import FLA, focused_kernel
 from .layers.lska import LSKA
@@ -149,12 +151,12 @@ def attention_maps(model: torch.nn.Module, x: torch.Tensor, points=DEFAULT_POINT
 
 
 def _load(model: str):
-    from ultralytics import YOLO
-
-    from . import register
-
+    """A checkpoint's model, or a config (name or path) built with random weights as the model class its head needs
+    (RT-DETR included)."""
     register()
-    return YOLO(model).model.float().eval()
+    if Path(model).suffix == ".pt":
+        return YOLO(model).model.float().eval()
+    return build_model(model).float().eval()
 
 
 def _image(path: str, imgsz: int) -> tuple[torch.Tensor, "object"]:
