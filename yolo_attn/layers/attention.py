@@ -8,19 +8,25 @@ Two formulations of the same math:
   kernels that never hold the whole score matrix (memory linear in tokens); an attention bias goes in as an
   additive ``attn_mask`` (and receives its gradient through it).
 
-``channels_first_attention`` picks between them: SDPA from ``SDPA_MIN_PAIRS`` query×key pairs on, a leaner explicit form (scale and bias fused into one ``baddbmm``) below it, where SDPA's set-up cost
-dominates, and the explicit form under ``torch.jit.trace`` (ONNX export maps it to plain MatMul/Softmax). On CPU
-with autograd recording, moderate problems stay explicit (``CPU_GRAD_EXPLICIT_MAX_BYTES``): the fused CPU backward
-is the slow part there.
+``channels_first_attention`` runs the form :func:`attention_form` picks — the one place where the device, dtype
+and shapes decide, with the reason for each rule. On CUDA that is SDPA with 4-D inputs at every size (the fused
+kernels); on CPU (rules measured on 2 CPU cores) SDPA from ``SDPA_MIN_PAIRS`` query×key pairs on, a leaner explicit
+form (scale and bias fused into one ``baddbmm``) below it, where SDPA's set-up cost dominates, and the explicit form
+under ``torch.jit.trace`` (ONNX export maps it to plain MatMul/Softmax). On CPU with autograd recording, moderate
+problems stay explicit (``CPU_GRAD_EXPLICIT_MAX_BYTES``): the fused CPU backward is the slow part there.
 
 CPU inference adds a third form, ``chunked_attention``: the explicit math over blocks of query rows whose scores fit
 in ``CHUNK_BYTES``, written into two buffers reused for every block. It is used for channels-first problems each of
 whose score matrices exceeds one block (not for CGA's thousands of 49×49 window problems, which one ``baddbmm``
 handles best) but for which SDPA does not pay off — the q/k vs v head-dim mismatch that SDPA has to
-zero-pad away (``_use_sdpa``), e.g. SHSA at P4 of YOLOv8s (1,600 tokens, 16-dim q/k, 64-dim v). A whole N×M
+zero-pad away on CPU, e.g. SHSA at P4 of YOLOv8s (1,600 tokens, 16-dim q/k, 64-dim v). A whole N×M
 matrix above glibc's mmap threshold is fresh memory on every call, and paging it in can cost more than the
 arithmetic (1,600² scores, 2 cores: ~8.7 ms explicit in a fresh process, ~3 ms once the allocator keeps the memory);
 the blocks stay cache-sized and allocated once per call, so the chunked form is not at the mercy of the allocator.
+
+Memory: on CUDA the fused kernels hold no score matrix (training memory linear in tokens); on CPU a score matrix is
+held only while all of a call's scores fit ``CPU_GRAD_EXPLICIT_MAX_BYTES`` (training) or ``CHUNK_BYTES`` per problem
+(inference, beyond which blocks or SDPA take over).
 
 Textbook switch: inside ``with textbook():`` every layer of this package runs its plain, unoptimised formulation —
 explicit attention matrices (SHSA, CGA), a Python loop over CGA's windows, FLA in the quadratic order
@@ -40,7 +46,13 @@ import torch.nn.functional as F
 __all__ = [
     "explicit_attention",
     "sdpa_attention",
+    "sdpa_inputs",
+    "attention_form",
+    "FORMS",
+    "CUDA_HEAD_ALIGN",
     "channels_first_attention",
+    "scores_dtype",
+    "prepare_bias",
     "SDPA_MIN_PAIRS",
     "CPU_GRAD_EXPLICIT_MAX_BYTES",
     "CHUNK_BYTES",
@@ -101,73 +113,165 @@ def explicit_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale:
     return attn.softmax(dim=-1) @ v
 
 
-def sdpa_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float, bias=None) -> torch.Tensor:
-    """Same result as :func:`explicit_attention` through ``F.scaled_dot_product_attention``.
+# ----------------------------------------------------------------------------------------------------------------------
+# dispatch: which form runs, decided in one place from the device, dtype and shapes
+# ----------------------------------------------------------------------------------------------------------------------
+FORMS = ("explicit", "sdpa", "chunked", "bmm")
+"""What :func:`attention_form` can answer: the token-major textbook matrix, SDPA (4-D), query blocks, or the lean
+channels-first explicit form (one ``baddbmm``, softmax, one ``bmm``)."""
 
-    The fused CPU kernel needs one head dim for q, k and v (SHSA: 16-dim q/k, C/4-dim v) and contiguous inputs; it
-    silently falls back to an unfused path otherwise (2 cores, 6,400 tokens, 64-dim v: 1.7× slower than explicit).
-    So the narrower side is zero-padded: extra zero channels in q and k leave every dot product unchanged, extra zero
-    channels in v are sliced off the output.
+CUDA_HEAD_ALIGN = 8
+"""Head dims handed to SDPA on CUDA are zero-padded to a multiple of this. The memory-efficient kernel needs q/k and
+v head dims divisible by 8 in fp16/bf16 and by 4 in fp32 (``sdp_utils``: 128 bits over the element width on sm80+),
+flash needs multiples of 8; a misaligned dim (e.g. SHSA with pdim 25) would silently fall back to the math kernel,
+which materialises N×N. Every YOLO shape the shipped configs build is aligned already (q/k 16, v 16–128)."""
+
+
+def attention_form(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> str:
+    """How :func:`channels_first_attention` runs for channels-first ``q`` (B, d, N), ``k`` (B, d, M), ``v`` (B, dv, M).
+
+    One rule per device, and why:
+
+    * **textbook switch or** ``torch.jit.trace`` → ``"explicit"``: the reference form, and plain MatMul/Softmax for
+      ONNX and the other traced exports.
+    * **CUDA** → ``"sdpa"`` at every size, 4-D ``(B, 1, N, d)`` (see :func:`sdpa_inputs`). CUDA's fused kernels
+      (flash, memory-efficient, cuDNN) take only 4-D inputs; 3-D inputs silently run the math kernel, which builds the
+      whole N×N matrix (measured on an H200, SHSA at P3, batch 16: 10.1 GB training peak against 0.21 GB 4-D, fp16
+      inference 10.4 against 1.0 ms). The fused kernels never hold the score matrix (training memory linear in
+      tokens), form the scores in float32 even for fp16/bf16 inputs (no overflow where an fp16 ``q·kᵀ`` would pass
+      65504), and are one kernel where the explicit form is three or four — at batch 1 the layers are launch-bound
+      on a GPU. Small problems included: CGA's 49-token windows go through the memory-efficient kernel with the
+      bias as an additive mask (it returns the mask's gradient). float64 has no fused kernel (math kernel).
+    * **CPU** (thresholds measured on 2 CPU cores; CPU rules only): ``"sdpa"`` from ``SDPA_MIN_PAIRS`` pairs on, except
+      with autograd recording up to ``CPU_GRAD_EXPLICIT_MAX_BYTES`` of scores (the fused CPU backward is the slow
+      part), and in inference where q/k and v widths differ until the problem repays the zero-padding (``r`` = ratio
+      of the head dims; SDPA wins from ``SDPA_MIN_PAIRS · r²`` pairs: 16-dim q/k, 6,400 tokens with 16- or 32-dim v,
+      1,600 tokens with 16-dim v). Below that: ``"chunked"`` when one problem's scores exceed ``CHUNK_BYTES``
+      (1,600 tokens with 32- or 64-dim v: 5.2 vs 8.1 ms at 64), else ``"bmm"``.
+    * **Other devices** (MPS, XPU, ...; not measured): ``"sdpa"`` from ``SDPA_MIN_PAIRS`` pairs on, else ``"bmm"``.
     """
-    mask = None if bias is None else bias.to(q.dtype)
+    if _TEXTBOOK.get() or torch.jit.is_tracing():
+        return "explicit"
+    device = q.device.type
+    if device == "cuda":
+        return "sdpa"
+    (batch, dqk, n), m, dv = q.shape, k.shape[-1], v.shape[1]
+    if n * m >= SDPA_MIN_PAIRS:
+        if device != "cpu":
+            return "sdpa"
+        if _records_grad(q, k, v):
+            if batch * n * m * 4 > CPU_GRAD_EXPLICIT_MAX_BYTES:
+                return "sdpa"
+        else:
+            r = max(dqk, dv) / max(min(dqk, dv), 1)
+            if n * m >= SDPA_MIN_PAIRS * r * r:
+                return "sdpa"
+    if device == "cpu" and not _records_grad(q, k, v) and n * m * q.element_size() > CHUNK_BYTES:
+        return "chunked"  # one problem's scores exceed a block (not: many small ones, as CGA's windows)
+    return "bmm"
+
+
+def sdpa_inputs(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias=None, device_type: str | None = None):
+    """Token-major ``q`` (B, N, d), ``k`` (B, M, d), ``v`` (B, M, dv) and an optional additive bias broadcastable to
+    (B, N, M), laid out as the fused SDPA kernels of ``device_type`` (default: the tensors' device) accept them.
+
+    Returns ``(q, k, v, mask, dv)``: 4-D ``(B, 1, ·, ·)`` tensors with stride 1 on the last dim, the mask 4-D in q's
+    dtype (or None), and the value width to keep of the output.
+
+    * CUDA: q/k and v head dims zero-padded to multiples of ``CUDA_HEAD_ALIGN`` where they are not already (different
+      q/k and v widths are fine for the memory-efficient kernel, so they are not equalised).
+    * CPU: the narrower side zero-padded to the wider one, since the fused CPU kernel needs one head dim for q, k and
+      v (SHSA: 16-dim q/k, C/4-dim v) and silently falls back to an unfused path otherwise (2 cores, 6,400 tokens,
+      64-dim v: 1.7× slower than explicit).
+
+    Zero channels appended to q and k leave every dot product unchanged; zero channels appended to v are sliced off
+    the output.
+    """
+    device_type = device_type or q.device.type
     dqk, dv = q.shape[-1], v.shape[-1]
-    if dv > dqk:
-        q, k = F.pad(q, (0, dv - dqk)), F.pad(k, (0, dv - dqk))
-    elif dqk > dv:
-        v = F.pad(v, (0, dqk - dv))
-    out = F.scaled_dot_product_attention(q.contiguous(), k.contiguous(), v.contiguous(), attn_mask=mask, scale=scale)
-    return out[..., :dv] if dqk > dv else out
+    if device_type == "cuda":
+        pad_qk, pad_v = -dqk % CUDA_HEAD_ALIGN, -dv % CUDA_HEAD_ALIGN
+    else:
+        pad_qk, pad_v = max(dv - dqk, 0), max(dqk - dv, 0)
+    if pad_qk:
+        q, k = F.pad(q, (0, pad_qk)), F.pad(k, (0, pad_qk))
+    if pad_v:
+        v = F.pad(v, (0, pad_v))
+    q, k, v = (t.unsqueeze(1) if t.stride(-1) == 1 else t.contiguous().unsqueeze(1) for t in (q, k, v))
+    mask = None if bias is None else bias.to(q.dtype)
+    if mask is not None:
+        mask = mask.reshape((1,) * (4 - mask.dim()) + mask.shape) if mask.dim() < 4 else mask.unsqueeze(1)
+    return q, k, v, mask, dv
+
+
+def sdpa_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float, bias=None) -> torch.Tensor:
+    """Same result as :func:`explicit_attention` for token-major (B, N, d) inputs through
+    ``F.scaled_dot_product_attention`` on 4-D inputs laid out by :func:`sdpa_inputs`; returns (B, N, dv)."""
+    q, k, v, mask, dv = sdpa_inputs(q, k, v, bias)
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale).squeeze(1)  # (B, N, dv')
+    return out[..., :dv] if out.shape[-1] != dv else out
 
 
 def _records_grad(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> bool:
     return torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad)
 
 
-def _use_sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> bool:
-    """Whether SDPA pays off for channels-first ``q`` (B, d, N), ``k`` (B, d, M), ``v`` (B, dv, M).
-
-    From ``SDPA_MIN_PAIRS`` pairs on, except on CPU: with autograd recording, up to ``CPU_GRAD_EXPLICIT_MAX_BYTES``
-    of scores; in inference, where q/k and v widths differ, until the problem repays the zero-padding. Padding the
-    narrower side to the wider multiplies SDPA's work by the ratio r of the head dims; measured on 2 CPU cores it wins
-    from ``SDPA_MIN_PAIRS · r²`` pairs on (16-dim q/k: 6,400 tokens with 16- or 32-dim v, 1,600 tokens with 16-dim
-    v), and :func:`chunked_attention` below that (1,600 tokens with 32- or 64-dim v: 5.2 vs 8.1 ms at 64).
-    """
-    (batch, dqk, n), m, dv = q.shape, k.shape[-1], v.shape[1]
-    if n * m < SDPA_MIN_PAIRS:
-        return False
-    if q.device.type != "cpu":
-        return True
-    if _records_grad(q, k, v):
-        return batch * n * m * 4 > CPU_GRAD_EXPLICIT_MAX_BYTES
-    r = max(dqk, dv) / max(min(dqk, dv), 1)
-    return n * m >= SDPA_MIN_PAIRS * r * r
-
-
 def channels_first_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float,
-                             bias=None) -> torch.Tensor:
+                             bias=None, fp32_scores: bool = False) -> torch.Tensor:
     """Softmax attention on channels-first token maps, returning channels-first: no transposed copies.
 
     Args:
         q: (B, d, N) queries, k: (B, d, M) keys, v: (B, dv, M) values — e.g. ``conv_out.flatten(2)`` slices.
         scale: multiplier of the dot products.
         bias: optional additive bias broadcastable to (B, N, M).
+        fp32_scores: form the scores of float16 inputs in float32 (result cast back), where the form chosen would
+            form them in float16 (every form but CUDA's fused kernels, which accumulate in float32 anyway): for
+            layers whose logits can pass 65504 (CGA: no normalisation before its queries and keys).
 
     Returns:
         (B, dv, N), equal to ``explicit_attention(qᵀ, kᵀ, vᵀ, scale, bias)ᵀ``.
 
-    Small problems: ``baddbmm`` computes ``bias + scale · qᵀk`` in one kernel; BLAS reads the transposed token
-    operands in place, and the result comes back as a transposed view (no copy here). Large problems (see
-    :func:`_use_sdpa`) go through SDPA, which needs token-major contiguous inputs; CPU inference whose score matrix
-    per problem exceeds ``CHUNK_BYTES`` otherwise goes through :func:`chunked_attention`. The textbook switch and
-    tracing fall back to :func:`explicit_attention`.
+    The form is :func:`attention_form`'s. ``"bmm"``: ``baddbmm`` computes ``bias + scale · qᵀk`` in one kernel; BLAS
+    reads the transposed token operands in place, and the result comes back as a transposed view (no copy here).
+    ``"sdpa"`` needs token-major inputs (one copy each); ``"chunked"``: :func:`chunked_attention`.
     """
-    if _TEXTBOOK.get() or torch.jit.is_tracing():
+    form = attention_form(q, k, v)
+    if scores_dtype(q, k, v, fp32_scores) != q.dtype:
+        try:  # autocast would cast the products back to fp16
+            ctx = torch.autocast(q.device.type, enabled=False)
+        except RuntimeError:  # a device type without autocast (meta)
+            ctx = contextlib.nullcontext()
+        with ctx:
+            return _attend(form, q.float(), k.float(), v.float(), scale, bias).to(q.dtype)
+    return _attend(form, q, k, v, scale, bias)
+
+
+def scores_dtype(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, fp32_scores: bool = False) -> torch.dtype:
+    """The dtype :func:`channels_first_attention` forms the scores in."""
+    if fp32_scores and q.dtype == torch.float16 and not (q.device.type == "cuda" and attention_form(q, k, v) == "sdpa"):
+        return torch.float32
+    return q.dtype
+
+
+def prepare_bias(bias: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                 fp32_scores: bool = False) -> torch.Tensor:
+    """``bias`` as :func:`channels_first_attention` will consume it, so a layer calling it once per head converts its
+    bias once per forward. The explicit (textbook, traced) form keeps the bias as it is: added to lower-precision
+    scores it promotes them, as in the official code under autocast."""
+    if attention_form(q, k, v) == "explicit":
+        return bias
+    return bias.to(scores_dtype(q, k, v, fp32_scores))
+
+
+def _attend(form: str, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float, bias) -> torch.Tensor:
+    """:func:`channels_first_attention` in the given form."""
+    if form == "explicit":
         return explicit_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), scale, bias).transpose(1, 2)
-    if _use_sdpa(q, k, v):
+    if form == "sdpa":
         return sdpa_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), scale, bias).transpose(1, 2)
-    (B, _, n), m = q.shape, k.shape[-1]
-    if q.device.type == "cpu" and not _records_grad(q, k, v) and n * m * q.element_size() > CHUNK_BYTES:
-        return chunked_attention(q, k, v, scale, bias)  # one problem's scores exceed a block (not: many small ones)
+    if form == "chunked":
+        return chunked_attention(q, k, v, scale, bias)
+    B = q.shape[0]
     qt = q.transpose(1, 2)
     if bias is None:
         attn = torch.bmm(qt, k).mul_(scale)  # bmm does not keep its output for backward: in place is safe

@@ -40,7 +40,6 @@ its own); only the attention itself runs on windows, laid out (B, windows, chann
 
 from __future__ import annotations
 
-import contextlib
 from functools import lru_cache
 
 import torch
@@ -48,7 +47,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._checks import LayerArgumentError, check_divisible, check_int, check_odd_kernel
-from .attention import channels_first_attention, textbook_enabled
+from .attention import channels_first_attention, prepare_bias, textbook_enabled
 from .conv_bn import ConvBN
 from .registry import OfficialName, register_module
 
@@ -75,21 +74,6 @@ def relative_offset_index(h: int, w: int, resolution: int, device=None) -> torch
     dx = (xs[:, None] - xs[None, :]).abs()  # (w, w)
     idx = dy[:, None, :, None] * resolution + dx[None, :, None, :]  # (h, w, h, w)
     return idx.reshape(h * w, h * w)
-
-
-def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float, bias) -> torch.Tensor:
-    """:func:`channels_first_attention` (explicit token-major form inside ``textbook()``), in float32 when q is
-    float16: the scores of large activations overflow fp16
-    (|q·k| > 65504 gave inf, then NaN after softmax, for inputs ×100); the result has q's dtype."""
-    if q.dtype != torch.float16:
-        return channels_first_attention(q, k, v, scale, bias)
-    device = q.device.type
-    try:  # autocast would cast the products back to fp16
-        ctx = torch.autocast(device, enabled=False)
-    except RuntimeError:  # a device type without autocast (meta)
-        ctx = contextlib.nullcontext()
-    with ctx:
-        return channels_first_attention(q.float(), k.float(), v.float(), scale, bias).to(q.dtype)
 
 
 @lru_cache(maxsize=64)
@@ -148,9 +132,13 @@ class CascadedGroupAttention(nn.Module):
             if i > 0:  # cascade: this head's split plus the previous head's output
                 feat = feat + chunks[i]
             q, k, v = qkv(feat).split([self.key_dim, self.key_dim, self.d], dim=1)
-            q = dw(q)
-            # channels-first tokens in and out; the official token-major explicit form inside textbook()
-            feat = _attend(q.flatten(2), k.flatten(2), v.flatten(2), self.scale, bias[i]).reshape(B, self.d, H, W)
+            q, k, v = dw(q).flatten(2), k.flatten(2), v.flatten(2)  # (B, key_dim | d, N)
+            if i == 0:  # the bias in the scores' dtype once, not once per head (autocast: fp16 q, fp32 table)
+                bias = prepare_bias(bias, q, k, v, fp32_scores=True)
+            # channels-first tokens in and out; the official token-major explicit form inside textbook(). Scores
+            # of fp16 inputs in float32: the logits of large activations overflow fp16 (|q·k| > 65504 gave inf,
+            # then NaN after softmax, for inputs ×100); CUDA's fused kernels form them in float32 anyway.
+            feat = channels_first_attention(q, k, v, self.scale, bias[i], fp32_scores=True).reshape(B, self.d, H, W)
             outs.append(feat)
         return self.proj(torch.cat(outs, dim=1))
 
@@ -178,7 +166,8 @@ class LocalWindowAttention(nn.Module):
         ww = _at_most(W, self.window_resolution)
         pad_b = (wh - H % wh) % wh
         pad_r = (ww - W % ww) % ww
-        x = F.pad(x, (0, pad_r, 0, pad_b))  # (B, C, pH, pW)
+        if pad_b or pad_r:  # F.pad copies even when there is nothing to pad
+            x = F.pad(x, (0, pad_r, 0, pad_b))  # (B, C, pH, pW)
         pH, pW = H + pad_b, W + pad_r
         nH, nW = pH // wh, pW // ww
         if textbook_enabled():  # textbook: one window at a time
