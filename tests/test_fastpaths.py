@@ -13,9 +13,11 @@ import copy
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import yolo_attn.layers.attention as attention
+import yolo_attn.layers.cga as cga_module
 from conftest import BUILTIN, randomize_, rel_err
 from yolo_attn.layers import CGA, FLA, LSKA, SHSA, textbook, textbook_enabled
 
@@ -367,3 +369,103 @@ def test_cpu_inference_picks_sdpa_or_blocks_by_padding():
                 attention.chunked_attention = chunked
 
     assert cga_path(2304) == (2304, 64, 49)  # CGA at P3, batch 16: 22 MB of 7×7-window scores, one baddbmm
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# what SDPA is handed (CUDA's fused kernels take 4-D inputs only; a CPU run cannot see the fallback, so pin the layout)
+# ----------------------------------------------------------------------------------------------------------------------
+def sdpa_spy(monkeypatch) -> list:
+    """Record (q, k, v, attn_mask) of every ``F.scaled_dot_product_attention`` call."""
+    calls = []
+    original = attention.F.scaled_dot_product_attention
+
+    def spy(q, k, v, attn_mask=None, **kwargs):
+        calls.append((q, k, v, attn_mask))
+        return original(q, k, v, attn_mask=attn_mask, **kwargs)
+
+    monkeypatch.setattr(attention.F, "scaled_dot_product_attention", spy)
+    return calls
+
+
+@pytest.mark.parametrize("name", ["SHSA", "CGA"])
+@pytest.mark.parametrize("grad", [False, True])
+def test_sdpa_is_handed_4d_inputs_with_unit_last_stride(name, grad, monkeypatch):
+    """Every SDPA call of SHSA (no mask) and CGA (bias as a mask), inference and training: q, k, v and the mask
+    4-D ``(B, heads, tokens, dim)``, stride 1 along the head dim (what the fused kernels read)."""
+    monkeypatch.setattr(attention, "SDPA_MIN_PAIRS", 1)
+    monkeypatch.setattr(attention, "CPU_GRAD_EXPLICIT_MAX_BYTES", 0)
+    calls = sdpa_spy(monkeypatch)
+    layer = FACTORIES[name]().train(grad)
+    x = torch.randn(2, 16, 15, 17, requires_grad=grad)
+    with torch.set_grad_enabled(grad):
+        y = layer(x)
+    if grad:
+        y.sum().backward()
+        assert x.grad is not None and torch.isfinite(x.grad).all()
+    assert calls
+    for q, k, v, mask in calls:
+        assert q.dim() == k.dim() == v.dim() == 4, (q.shape, k.shape, v.shape)
+        assert q.shape[1] == k.shape[1] == v.shape[1] == 1  # one head per call (CGA: per cascade step)
+        assert q.stride(-1) == k.stride(-1) == v.stride(-1) == 1
+        assert (mask is None) == (name == "SHSA")
+        if mask is not None:
+            assert mask.dim() == 4 and mask.dtype == q.dtype and mask.shape[-2:] == (q.shape[2], k.shape[2])
+
+
+def test_shsa_at_p3_uses_the_fused_cpu_kernel():
+    """SHSA at P3 of YOLOv8n (6,400 tokens, 16-dim q/k and v) in inference: the fused kernel (flash on CPU) accepts
+    the inputs — ``sdpa_kernel`` restricted to it raises "No available kernel" if the layout made SDPA fall back."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    layer = randomize_(SHSA(64), 5).eval()  # pdim 16
+    x = torch.randn(1, 64, 80, 80, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        assert attention.attention_form(*(torch.empty(1, d, 6400) for d in (16, 16, 16))) == "sdpa"
+        with sdpa_kernel([SDPBackend.FLASH_ATTENTION]):
+            fused = layer(x)
+        with textbook():
+            want = layer(x)
+    assert rel_err(fused, want) <= 1e-5
+
+
+@pytest.mark.parametrize("dqk,dv", [(16, 16), (16, 64), (12, 25), (8, 4), (3, 3)])
+def test_cuda_layout_aligns_head_dims_and_keeps_the_math(dqk, dv):
+    """The CUDA layout (built here on CPU tensors): head dims zero-padded to multiples of 8 only where they are not
+    (the memory-efficient kernel's alignment), q/k and v widths left different (it accepts that), 4-D with unit last
+    stride; SDPA on the padded inputs (any kernel) gives the explicit attention of the unpadded ones."""
+    g = torch.Generator().manual_seed(dqk * 100 + dv)
+    q, k, v = torch.randn(3, 20, dqk, generator=g), torch.randn(3, 30, dqk, generator=g), torch.randn(3, 30, dv, generator=g)
+    bias = torch.randn(20, 30, generator=g)
+    q4, k4, v4, mask, keep = attention.sdpa_inputs(q.transpose(1, 2).contiguous().transpose(1, 2), k, v, bias,
+                                                   device_type="cuda")
+    align = attention.CUDA_HEAD_ALIGN
+    assert q4.shape == (3, 1, 20, -(-dqk // align) * align) and k4.shape[-1] == q4.shape[-1]
+    assert v4.shape == (3, 1, 30, -(-dv // align) * align) and keep == dv
+    if dqk % align == 0 and dv % align == 0:
+        assert q4.shape[-1] == dqk and v4.shape[-1] == dv  # nothing padded, widths not equalised
+    assert all(t.stride(-1) == 1 for t in (q4, k4, v4)) and mask.shape == (1, 1, 20, 30)
+    out = F.scaled_dot_product_attention(q4, k4, v4, attn_mask=mask, scale=0.3).squeeze(1)[..., :keep]
+    assert rel_err(out, attention.explicit_attention(q, k, v, 0.3, bias)) <= 1e-5
+    cpu = attention.sdpa_inputs(q, k, v, bias, device_type="cpu")  # CPU: one head dim for all three
+    assert cpu[0].shape[-1] == cpu[1].shape[-1] == cpu[2].shape[-1] == max(dqk, dv)
+
+
+def test_cga_converts_its_bias_once_per_forward(monkeypatch):
+    """Under bf16 autocast the bias table (fp32) is converted to the scores' dtype once per forward, not per head:
+    every attention call receives a bias already in q's dtype."""
+    layer = FACTORIES["CGA"]().eval()  # 2 heads
+    seen = []
+    original = attention.channels_first_attention
+
+    def spy(q, k, v, scale, bias=None, fp32_scores=False):
+        seen.append((q.dtype, bias.dtype))
+        return original(q, k, v, scale, bias, fp32_scores)
+
+    monkeypatch.setattr(cga_module, "channels_first_attention", spy)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        layer(torch.randn(1, 16, 15, 17))
+    assert len(seen) == 2 and all(qd == bd == torch.bfloat16 for qd, bd in seen), seen
+    seen.clear()
+    with torch.no_grad(), textbook(), torch.autocast("cpu", dtype=torch.bfloat16):  # the official form: promotes
+        layer(torch.randn(1, 16, 15, 17))
+    assert all(bd == torch.float32 for _, bd in seen), seen
