@@ -469,3 +469,25 @@ def test_cga_converts_its_bias_once_per_forward(monkeypatch):
     with torch.no_grad(), textbook(), torch.autocast("cpu", dtype=torch.bfloat16):  # the official form: promotes
         layer(torch.randn(1, 16, 15, 17))
     assert all(bd == torch.float32 for _, bd in seen), seen
+
+
+def test_token_major_copies_consecutive_channel_slices_once():
+    """q, k, v split from one convolution output: one transposed copy for all three (each copy is a kernel launch),
+    the same values and gradients as three copies; slices that are not consecutive are copied on their own."""
+    x = torch.randn(2, 40, 7, 9, requires_grad=True)
+    conv_out = (x * 2).flatten(2)  # (B, 40, N), a fresh contiguous tensor
+    q, k, v = conv_out.split([8, 8, 24], dim=1)
+    log = OpLog()
+    with log:
+        got = attention.token_major(q, k, v)
+    assert sum(name in ("clone", "copy_", "_to_copy") for name, _ in log.ops) == 1, log.ops
+    want = [t.transpose(1, 2).contiguous() for t in (q, k, v)]
+    assert all(g.stride(-1) == 1 and torch.equal(g, w) for g, w in zip(got, want))
+    weights = [torch.randn(w.shape, generator=torch.Generator().manual_seed(i)) for i, w in enumerate(want)]
+    (gx,) = torch.autograd.grad(sum((g * w).sum() for g, w in zip(got, weights)), x)
+    (gx_ref,) = torch.autograd.grad(sum((t * w).sum() for t, w in zip(want, weights)), x)
+    assert torch.equal(gx, gx_ref)
+    log = OpLog()
+    with log:
+        apart = attention.token_major(q, v)  # k between them: two copies
+    assert sum(name == "clone" for name, _ in log.ops) == 2 and torch.equal(apart[1], want[2])

@@ -43,10 +43,14 @@ import contextvars
 import torch
 import torch.nn.functional as F
 
+# True while Dynamo traces (torch.compile, torch.export); torch < 2.3 has no torch.compiler.is_compiling
+_is_compiling = getattr(getattr(torch, "compiler", None), "is_compiling", None) or (lambda: False)
+
 __all__ = [
     "explicit_attention",
     "sdpa_attention",
     "sdpa_inputs",
+    "token_major",
     "attention_form",
     "FORMS",
     "CUDA_HEAD_ALIGN",
@@ -204,6 +208,38 @@ def sdpa_inputs(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias=None, de
     return q, k, v, mask, dv
 
 
+def token_major(*ts: torch.Tensor) -> list[torch.Tensor]:
+    """Channels-first ``(B, c_i, N)`` tensors as token-major ``(B, N, c_i)`` with stride 1 on the last dim, as SDPA's
+    fused kernels read them — in one copy per run of tensors that are consecutive channel slices of one contiguous
+    tensor (q, k and v split from one 1×1 convolution's output: one transposed copy, not three; each copy is a kernel
+    launch, and at batch 1 on a GPU launches are the cost). Under ``torch.compile`` each is copied on its own (the
+    compiler fuses the copies; Dynamo does not trace ``Tensor._base``)."""
+    if _is_compiling():
+        return [t.transpose(1, 2).contiguous() for t in ts]
+    out, i = [], 0
+    while i < len(ts):
+        j = i + 1
+        while j < len(ts) and _next_channels(ts[j - 1], ts[j]):
+            j += 1
+        if j - i == 1:
+            out.append(ts[i].transpose(1, 2).contiguous())
+        else:
+            base = ts[i]._base.flatten(2)  # (B, C, N): the tensor the run was split from
+            first = (ts[i].storage_offset() - base.storage_offset()) // base.stride(1)
+            run = base.narrow(1, first, sum(t.shape[1] for t in ts[i:j])).transpose(1, 2).contiguous()  # one copy
+            out += list(run.split([t.shape[1] for t in ts[i:j]], dim=-1))
+        i = j
+    return out
+
+
+def _next_channels(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Whether ``b`` is the channel slice right after ``a`` of one contiguous tensor (both (B, c, N) views of it)."""
+    base = a._base
+    return (base is not None and b._base is base and base.is_contiguous() and a.dim() == b.dim() == 3
+            and a.stride() == b.stride() and a.stride(-1) == 1 and a.shape[::2] == b.shape[::2]
+            and a.stride(1) == a.shape[-1] and b.storage_offset() == a.storage_offset() + a.shape[1] * a.stride(1))
+
+
 def sdpa_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float, bias=None) -> torch.Tensor:
     """Same result as :func:`explicit_attention` for token-major (B, N, d) inputs through
     ``F.scaled_dot_product_attention`` on 4-D inputs laid out by :func:`sdpa_inputs`; returns (B, N, dv)."""
@@ -268,7 +304,7 @@ def _attend(form: str, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale:
     if form == "explicit":
         return explicit_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), scale, bias).transpose(1, 2)
     if form == "sdpa":
-        return sdpa_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), scale, bias).transpose(1, 2)
+        return sdpa_attention(*token_major(q, k, v), scale, bias).transpose(1, 2)
     if form == "chunked":
         return chunked_attention(q, k, v, scale, bias)
     B = q.shape[0]

@@ -47,14 +47,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._checks import LayerArgumentError, check_divisible, check_int, check_odd_kernel
-from .attention import channels_first_attention, prepare_bias, textbook_enabled
+from .attention import _is_compiling, channels_first_attention, prepare_bias, textbook_enabled
 from .conv_bn import ConvBN
 from .registry import OfficialName, register_module
 
 __all__ = ["CGA", "CascadedGroupAttention", "LocalWindowAttention"]
 
-# True while Dynamo traces (torch.compile, torch.export); torch < 2.3 has no torch.compiler.is_compiling
-_is_compiling = getattr(getattr(torch, "compiler", None), "is_compiling", None) or (lambda: False)
 
 
 def _at_most(size, limit: int):
@@ -326,6 +324,23 @@ def _official_cga(given: dict, window_key: str) -> dict:
     return ours
 
 
+class _OfficialCGA(nn.Module):
+    """``x + LocalWindowAttention(x)``: the official module (class from the namespace ``ns``) with ``layer``'s weights
+    (``strict=True``) inside our residual, B×C×H×W in and out (``official_module``: ``yolo-attn bench``'s *official*)."""
+
+    def __init__(self, ns, layer: CGA):
+        super().__init__()
+        lwa, cga = layer.attn, layer.attn.attn
+        self.attn = ns.LocalWindowAttention(
+            dim=lwa.dim, key_dim=cga.key_dim, num_heads=cga.num_heads,
+            attn_ratio=lwa.dim / (cga.key_dim * cga.num_heads), resolution=lwa.window_resolution,
+            window_resolution=lwa.window_resolution, kernels=[dw.c.kernel_size[0] for dw in cga.dws])
+        self.attn.load_state_dict(lwa.state_dict(), strict=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.attn(x)
+
+
 _CGA_PARAMS = ("dim", "key_dim", "num_heads", "attn_ratio", "resolution")
 register_module(
     CGA,
@@ -342,5 +357,6 @@ register_module(
     summary="Cascaded Group Attention in local windows (residual)",
     paper="EfficientViT, CVPR 2023",
     reference="microsoft/Cream `EfficientViT/downstream/efficientvit.py` `LocalWindowAttention`",
+    official_module=_OfficialCGA,
     builtin=True,
 )
