@@ -1,18 +1,28 @@
-"""``yolo-attn compare``: the statistics against scipy, the verdict words, resuming, and the command's errors."""
+"""``yolo-attn compare``: the statistics against scipy, the verdict words, resuming, the command's errors, and where
+it trains and measures (the device string, the speed device, the model class from the config's head)."""
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 import re
 import subprocess
 from dataclasses import asdict
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+import torch
+import yaml
 from scipy import stats
 
+import yolo_attn.compare as compare_module
 from conftest import REDUCED_DEMO, bin_path
-from yolo_attn.compare import RunResult, Settings, _stored, aggregate, latex, markdown, paired_interval, t_quantile
+from ultralytics import RTDETR, YOLO
+from yolo_attn.compare import (DeviceError, RunResult, Settings, _front, _stored, _timed, aggregate, compare, latex,
+                               main, markdown, paired_interval, resolve_device, speed, t_quantile)
+from yolo_attn.integration import build_model
 
 
 @pytest.mark.parametrize("df", [1, 2, 3, 5, 10, 40])
@@ -99,3 +109,232 @@ def test_compare_command_errors_name_the_problem(tmp_path):
     proc = subprocess.run([bin_path("yolo-attn"), "compare", "a/yolov8n.yaml", "b/yolov8n.yaml", "--data", "d.yaml"],
                           capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert proc.returncode != 0 and "two configs share a name" in proc.stderr
+    proc = subprocess.run([bin_path("yolo-attn"), "compare", "yolov8n.yaml", "--data", "d.yaml", "--device", "0,x"],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert proc.returncode == 2 and "--device '0,x': 'x' is not a device; use 'cpu'" in proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "runs").exists()
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# where compare trains and measures. Ultralytics' Model.train / Model.val and compare's speed() are replaced by
+# recorders, so nothing trains; a two-GPU machine is what torch counts and what Ultralytics' select_device answers.
+# --------------------------------------------------------------------------------------------------------------------
+TINY_YOLO = {"nc": 2, "backbone": [[-1, 1, "Conv", [8, 3, 2]], [-1, 1, "Conv", [16, 3, 2]], [-1, 1, "Conv", [16, 3, 2]]],
+             "head": [[[1, 2], 1, "Detect", ["nc"]]]}
+TINY_RTDETR = {"nc": 2,
+               "backbone": [[-1, 1, "HGStem", [16, 32]], [-1, 1, "Conv", [32, 3, 2]], [-1, 1, "Conv", [64, 3, 2]],
+                            [-1, 1, "Conv", [128, 3, 2]]],
+               "head": [[-1, 1, "Conv", [64, 1, 1, None, 1, 1, False]], [-1, 1, "AIFI", [256, 8]],
+                        [[5, 2, 1], 1, "RTDETRDecoder", ["nc", 32, 30, 4, 4, 1]]]}
+METRICS = {"metrics/mAP50(B)": 0.5, "metrics/mAP50-95(B)": 0.25}
+
+
+def _save(path: Path, cfg: dict) -> str:
+    path.write_text(yaml.safe_dump(cfg))
+    return str(path)
+
+
+def _csv(path: Path) -> list[dict]:
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+@pytest.fixture
+def recorded(monkeypatch, tmp_path):
+    """Calls of Ultralytics' training and validation and of compare's speed measurement, none of which runs."""
+    from ultralytics.engine.model import Model
+    from ultralytics.utils import torch_utils
+
+    calls = {"train": [], "val": [], "speed": [], "result": SimpleNamespace(results_dict=METRICS)}
+
+    def train(self, **kwargs):
+        calls["train"].append({"front": type(self).__name__, "model": type(self.model).__name__, **kwargs})
+        save_dir = Path(kwargs["project"]) / kwargs["name"]
+        save_dir.mkdir(parents=True, exist_ok=True)
+        (save_dir / "results.csv").write_text("                   epoch,                time\n1,12.5\n")
+        self.trainer = SimpleNamespace(best=save_dir / "weights" / "best.pt", last=save_dir / "weights" / "last.pt",
+                                       save_dir=save_dir, device=torch_utils.select_device(kwargs["device"] or "",
+                                                                                           verbose=False))
+        return calls["result"]
+
+    def val(self, **kwargs):
+        calls["val"].append(kwargs)
+        return SimpleNamespace(results_dict=METRICS)
+
+    def measured(model, imgsz, device):
+        calls["speed"].append(torch.device(device))
+        return 3.0, 300.0
+
+    monkeypatch.setattr(Model, "train", train)
+    monkeypatch.setattr(Model, "val", val)
+    monkeypatch.setattr(compare_module, "speed", measured)
+    monkeypatch.setenv("MPLCONFIGDIR", str(tmp_path / "mpl"))
+    return calls
+
+
+def _two_gpus(monkeypatch) -> list:
+    """This process sees two CUDA GPUs: torch's count, and Ultralytics' select_device (its first GPU of a list)."""
+    from ultralytics.utils import torch_utils
+
+    asked = []
+
+    def select_device(device="", newline=False, verbose=True):
+        asked.append(device)
+        return torch.device("cuda", int(str(device).replace("cuda:", "").split(",")[0] or 0))
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch_utils, "select_device", select_device)
+    return asked
+
+
+@pytest.mark.parametrize("device, first", [("0,1", 0), ("1,0", 1), ("cuda:1", 1)])
+def test_compare_trains_on_the_device_string_as_given_and_measures_on_its_first_gpu(device, first, recorded,
+                                                                                     monkeypatch, tmp_path,
+                                                                                     shapes_data):
+    _two_gpus(monkeypatch)
+    recorded["result"] = None  # what Ultralytics < 8.4 returns after DDP training: validation ran in the workers
+    out = tmp_path / "out"
+    cfg = _save(tmp_path / "tiny.yaml", TINY_YOLO)
+    compare([cfg], str(shapes_data), epochs=1, imgsz=64, seeds=1, device=device, out=out, grid=0)
+    (train,) = recorded["train"]
+    assert train["device"] == device  # Ultralytics runs its DDP over the whole list
+    assert recorded["speed"] == [torch.device("cuda", first)]  # latency and throughput: on the first device
+    assert [v["device"] for v in recorded["val"]] == [str(first)]  # the missing evaluation: here, on the first GPU
+    (run,) = _csv(out / "runs.csv")
+    assert (run["speed_device"], run["latency_ms"], run["throughput"]) == (f"cuda:{first}", "3.0", "300.0")
+    assert float(run["map50_95"]) == 0.25 and float(run["train_s"]) == 12.5  # Ultralytics' clock of the DDP run
+    assert _csv(out / "results.csv")[0]["speed_device"] == f"cuda:{first}"
+    md, tex = (out / "results.md").read_text(), (out / "results.tex").read_text()
+    assert f"| latency ms/img (cuda:{first}, batch 1) | throughput img/s (cuda:{first}, batch 16) |" in md
+    assert f"latency ms/img (cuda:{first}, batch 1) & throughput img/s (cuda:{first}, batch 16)" in tex
+    multi = "," in device
+    assert (f", the first of the training devices {device}" in md) == multi
+    assert ("(Ultralytics' multi-GPU DDP)" in md) == multi
+    stored = json.loads((out / "runs" / "tiny-seed0.json").read_text())
+    assert stored["settings"]["device"] == device.replace("cuda:", "")
+
+
+@pytest.mark.parametrize("device", [None, "cpu", "CPU"])
+def test_compare_passes_cpu_and_default_devices_unchanged_and_measures_on_the_cpu(device, recorded, tmp_path,
+                                                                                  shapes_data):
+    if device is None and torch.cuda.is_available():
+        pytest.skip("Ultralytics' default is a GPU here")
+    out = tmp_path / "out"
+    compare([_save(tmp_path / "tiny.yaml", TINY_YOLO)], str(shapes_data), epochs=1, imgsz=64, seeds=1, device=device,
+            out=out, grid=0)
+    assert [c["device"] for c in recorded["train"]] == [device]  # None stays None: Ultralytics' own default
+    assert recorded["speed"] == [torch.device("cpu")] and recorded["val"] == []  # metrics came back from training
+    assert _csv(out / "runs.csv")[0]["speed_device"] == "cpu"
+    md = (out / "results.md").read_text()
+    assert "latency ms/img (cpu, batch 1)" in md and "device `cpu`" in md and "measured on `cpu`." in md
+
+
+@pytest.mark.parametrize("bad, says", [
+    ("0,x", "'x' is not a device"),
+    ("gpu", "'gpu' is not a device"),
+    ("0,0", "lists GPU 0 twice"),
+    (str(torch.cuda.device_count()), f"GPU {torch.cuda.device_count()} does not exist on this machine"),
+    (f"0,{torch.cuda.device_count() + 1}",  # the first index missing is named
+     f"GPU {1 + torch.cuda.device_count() if torch.cuda.device_count() else 0} does not exist on this machine"),
+    pytest.param("mps", "this machine has no MPS", marks=pytest.mark.skipif(torch.backends.mps.is_available(),
+                                                                             reason="this machine has MPS")),
+])
+def test_a_bad_device_is_refused_before_anything_is_trained(bad, says, recorded, tmp_path, capsys):
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as exit_:
+        main(["yolov8n.yaml", "--data", "d.yaml", "--device", bad, "--out", str(out)])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and f"--device {bad!r}" in err and says in err
+    assert "use 'cpu', a GPU index such as '0'" in err and "'0,1' for Ultralytics' multi-GPU (DDP) training" in err
+    assert recorded["train"] == [] and not out.exists()  # nothing trained, nothing written
+    with pytest.raises(DeviceError, match=re.escape(says)):  # the function too, for callers other than the command
+        compare(["yolov8n.yaml"], "d.yaml", epochs=1, imgsz=64, seeds=1, device=bad, out=out)
+    assert not out.exists()
+
+
+def test_resolve_device_on_two_gpus_keeps_the_list_and_picks_the_first(monkeypatch):
+    asked = _two_gpus(monkeypatch)
+    assert resolve_device("0,1") == ("0,1", torch.device("cuda", 0))
+    assert resolve_device(" cuda:1 ") == ("1", torch.device("cuda", 1))
+    assert resolve_device("1, 0") == ("1,0", torch.device("cuda", 1))
+    assert asked == ["0,1", "cuda:1", "1, 0"]  # Ultralytics is asked with the user's words
+    with pytest.raises(DeviceError, match="GPU 2 does not exist on this machine, which has 2 CUDA GPUs"):
+        resolve_device("0,2")
+
+
+def test_speed_times_latency_and_throughput_on_the_given_device(monkeypatch):
+    """Both figures on the device asked for ("meta" stands in for a GPU: nothing runs on it), none on the CPU."""
+    seen = []
+
+    def timed(m, x, runs):
+        seen.append((x.shape[0], x.device.type, next(m.parameters()).device.type))
+        return 0.01
+
+    monkeypatch.setattr(compare_module, "_timed", timed)
+    model = build_model(TINY_YOLO)
+    latency, throughput = speed(model, 64, torch.device("meta"))
+    assert seen == [(1, "meta", "meta"), (16, "meta", "meta")]
+    assert latency == pytest.approx(10.0) and throughput == pytest.approx(1600.0)
+    assert next(model.parameters()).device.type == "cpu"  # the model given is left where it was
+
+
+def test_speed_on_the_cpu_is_a_real_measurement():
+    latency, throughput = speed(build_model(TINY_YOLO), 32, "cpu")
+    assert 0 < latency < 1e3 and 0 < throughput < 1e7
+
+
+def test_cuda_timing_synchronises_that_device_before_each_clock_reading(monkeypatch):
+    events = []
+    gpu = torch.device("cuda", 1)
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: events.append(("sync", device)))
+    monkeypatch.setattr(compare_module.time, "perf_counter", lambda: events.append("clock") or float(len(events)))
+    _timed(lambda x: events.append("forward"), SimpleNamespace(device=gpu, is_cuda=True), runs=2)
+    timed = [("sync", gpu), "clock", "forward", ("sync", gpu)]
+    assert events == timed * 3 + (timed + ["clock"]) * 2  # 3 warm-up forwards, then 2 timed ones
+
+
+def test_the_model_class_comes_from_the_head_not_the_file_name(recorded, tmp_path, shapes_data):
+    detr = _save(tmp_path / "detector.yaml", TINY_RTDETR)  # RT-DETR, no "rtdetr" in the name
+    yolo = _save(tmp_path / "tiny-rtdetr.yaml", TINY_YOLO)  # YOLO, "rtdetr" in the name
+    assert (_front(detr), _front(yolo)) == (RTDETR, YOLO)
+    assert (_front(TINY_RTDETR), _front(TINY_YOLO)) == (RTDETR, YOLO)  # a config dict
+    torch.save({"model": build_model(TINY_RTDETR)}, tmp_path / "weights.pt")  # a checkpoint: its model's class
+    assert _front(tmp_path / "weights.pt") is RTDETR
+    compare([detr, yolo], str(shapes_data), epochs=1, imgsz=64, seeds=1, device="cpu", out=tmp_path / "out", grid=0)
+    assert [(c["front"], c["model"]) for c in recorded["train"]] == [("RTDETR", "RTDETRDetectionModel"),
+                                                                      ("YOLO", "DetectionModel")]
+
+
+def test_a_run_stored_before_the_speed_device_was_recorded_is_reused_on_the_cpu(recorded, tmp_path, shapes_data):
+    out = tmp_path / "out"
+    weights = tmp_path / "best.pt"
+    weights.write_bytes(b"x")
+    s = Settings(data=str(Path(shapes_data).resolve()), epochs=1, imgsz=64, batch=16, device="cpu", init=None)
+    old = asdict(RunResult(model="tiny", seed=0, params=1, gflops=1.0, map50=0.5, map50_95=0.3, latency_ms=7.0,
+                           throughput=70.0, train_s=1.0, weights=str(weights)))
+    del old["speed_device"]  # as compare wrote it before: CPU latency, throughput on the training device (here CPU)
+    (out / "runs").mkdir(parents=True)
+    (out / "runs" / "tiny-seed0.json").write_text(json.dumps({"settings": asdict(s), "result": old}))
+    compare([_save(tmp_path / "tiny.yaml", TINY_YOLO)], str(shapes_data), epochs=1, imgsz=64, seeds=1, device="cpu",
+            out=out, grid=0)
+    assert recorded["train"] == [] and recorded["speed"] == []  # neither trained nor measured again
+    (run,) = _csv(out / "runs.csv")
+    assert (run["latency_ms"], run["throughput"], run["speed_device"]) == ("7.0", "70.0", "cpu")
+
+
+def test_compare_trains_an_rtdetr_config_of_any_name_for_real(tmp_path, shapes_data, monkeypatch):
+    """Real training (1 epoch, 64 px, CPU, a few seconds): RT-DETR's trainer for the RT-DETR head in a file without
+    "rtdetr" in its name, YOLO's for a YOLO head in one with it; speed measured on the CPU; predictions drawn."""
+    monkeypatch.setenv("MPLCONFIGDIR", str(tmp_path / "mpl"))
+    out = tmp_path / "out"
+    cfgs = [_save(tmp_path / "tiny-rtdetr.yaml", TINY_YOLO), _save(tmp_path / "detector.yaml", TINY_RTDETR)]
+    compare(cfgs, str(shapes_data), epochs=1, imgsz=64, seeds=1, device="cpu", out=out, batch=8, grid=2, workers=0)
+    runs = {r["model"]: r for r in _csv(out / "runs.csv")}
+    for name, model, loss in (("tiny-rtdetr", "DetectionModel", "dfl_loss"), ("detector", "RTDETRDetectionModel",
+                                                                              "giou_loss")):
+        ckpt = torch.load(runs[name]["weights"], map_location="cpu", weights_only=False)
+        assert type(ckpt["model"]).__name__ == model, name
+        log = _csv(out / "runs" / f"{name}-seed0" / "results.csv")
+        assert any(k.strip() == f"train/{loss}" for k in log[0]), (name, list(log[0]))  # the trainer of that model
+        assert runs[name]["speed_device"] == "cpu" and float(runs[name]["latency_ms"]) > 0
+    assert (out / "predictions.png").stat().st_size > 5000

@@ -2,6 +2,7 @@
 
     yolo-attn compare yolov8n.yaml yolov8n-lska.yaml yolov8n-shsa.yaml --data your.yaml --epochs 100 --imgsz 640 \\
         --seeds 3 --device 0
+    yolo-attn compare ... --device 0,1          # Ultralytics' multi-GPU (DDP) training on GPUs 0 and 1
     yolo-attn compare ... --init start.pt       # every model initialised from one checkpoint (structural transfer)
 
 Configs are given by path or by name (shipped names such as ``yolov8n-cga.yaml`` resolve without a path); the first
@@ -11,9 +12,14 @@ Each run leaves its Ultralytics run directory ``OUT/runs/<label>-seed<k>/`` and,
 with its figures; run again with the same settings, ``compare`` reuses every finished run (a killed comparison
 resumes), and retrains a run whose settings changed.
 
-Per run: params and GFLOPs of the trained model (``yolo_attn.check.count_flops``: attention matmuls counted), CPU
-latency (ms per image, batch 1, fused, median of 20), throughput (images/s, batch 16, on the training device), final
-validation mAP50 and mAP50-95, training time (the epochs' training loops) and the per-batch training loss.
+``--device`` goes to Ultralytics' training as given (``cpu``, ``0``, ``0,1`` for multi-GPU DDP, ``mps``; none:
+Ultralytics' choice) after a check that it names devices this machine has. What ``compare`` runs itself (speed, an
+evaluation Ultralytics did not return, the prediction pictures) runs on the training device, the first one of a list.
+
+Per run: params and GFLOPs of the trained model (``yolo_attn.check.count_flops``: attention matmuls counted), latency
+(ms per image, batch 1, fused, median of 20) and throughput (images/s, batch 16), both on the training device (the
+first GPU of a list; the table names it), final validation mAP50 and mAP50-95, training time (the epochs' training
+loops) and the per-batch training loss.
 Written to ``OUT``: ``results.md``, ``results.csv``, ``results.tex`` (the table: mean ± sd over seeds, Δ mAP against
 the baseline with a 95 % t-interval over the paired seed differences, and whether it exceeds run-to-run noise),
 ``runs.csv`` (one row per run), ``results.png`` (mAP50-95 against latency with error bars), ``curves.png`` (training
@@ -25,6 +31,7 @@ from __future__ import annotations
 import argparse
 import copy
 import csv
+import dataclasses
 import json
 import logging
 import math
@@ -34,8 +41,13 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-__all__ = ["main", "compare", "RunResult", "Settings", "aggregate", "t_quantile", "markdown", "latex", "label"]
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["main", "compare", "RunResult", "Settings", "aggregate", "t_quantile", "markdown", "latex", "label",
+           "resolve_device", "DeviceError", "speed"]
 
 LATENCY_RUNS = 20
 THROUGHPUT_BATCH = 16
@@ -52,7 +64,7 @@ class Settings:
     epochs: int
     imgsz: int
     batch: int
-    device: str
+    device: str  # the requested device(s), normalised (resolve_device): "cpu", "0", "0,1", ...
     init: str | None
     recipe: dict = field(default_factory=dict)
 
@@ -74,6 +86,7 @@ class RunResult:
     cfg: str = ""
     transferred: str = ""
     loss: list = field(default_factory=list)
+    speed_device: str = ""  # where latency and throughput were measured ("cpu", "cuda:0"); "" in runs stored before
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -128,6 +141,11 @@ def _mean_sd(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
+def _joined(values) -> str:
+    """The distinct non-empty values in first-seen order, joined by " / "."""
+    return " / ".join(dict.fromkeys(v for v in values if v))
+
+
 def aggregate(runs: list[RunResult], names: list[str]) -> list[dict]:
     """One row per model: means and sds over seeds; Δ mAP against ``names[0]`` paired by seed, with 95 % intervals."""
     rows = []
@@ -137,6 +155,7 @@ def aggregate(runs: list[RunResult], names: list[str]) -> list[dict]:
         row = {"model": name, "params": rs[0].params, "gflops": round(rs[0].gflops, 3), "seeds": len(rs)}
         for key in ("map50", "map50_95", "latency_ms", "throughput", "train_s"):
             row[key], row[f"{key}_sd"] = _mean_sd([getattr(r, key) for r in rs])
+        row["speed_device"] = _joined(r.speed_device for r in rs)
         for key in ("map50", "map50_95"):
             diffs = [getattr(r, key) - getattr(base[r.seed], key) for r in rs if r.seed in base]
             d, lo, hi = paired_interval(diffs) if diffs else (math.nan, math.nan, math.nan)
@@ -149,8 +168,18 @@ def aggregate(runs: list[RunResult], names: list[str]) -> list[dict]:
 # --------------------------------------------------------------------------------------------------------------------
 # tables
 # --------------------------------------------------------------------------------------------------------------------
-COLUMNS = ("model", "params", "GFLOPs", "CPU latency ms/img", "throughput img/s", "mAP50", "mAP50-95", "train s",
-           "Δ mAP50 [95% CI]", "Δ mAP50-95 [95% CI]", "vs noise (mAP50 / mAP50-95)")
+def speed_device(rows: list[dict]) -> str:
+    """The device(s) the rows' latency and throughput were measured on ("" when the rows do not say)."""
+    return _joined(r.get("speed_device", "") for r in rows)
+
+
+def columns(rows: list[dict]) -> tuple[str, ...]:
+    """Column headers of the table; the speed columns name the device they were measured on."""
+    where = speed_device(rows)
+    where = f"{where}, " if where else ""
+    return ("model", "params", "GFLOPs", f"latency ms/img ({where}batch 1)",
+            f"throughput img/s ({where}batch {THROUGHPUT_BATCH})", "mAP50", "mAP50-95", "train s", "Δ mAP50 [95% CI]",
+            "Δ mAP50-95 [95% CI]", "vs noise (mAP50 / mAP50-95)")
 
 
 def _pm(row: dict, key: str, digits: int, pm: str = " ± ") -> str:
@@ -176,7 +205,7 @@ def _cells(row: dict, pm: str = " ± ") -> list[str]:
 
 def markdown(rows: list[dict], header: str) -> str:
     """The comparison as a Markdown table after ``header``."""
-    lines = [header, "", "| " + " | ".join(COLUMNS) + " |", "|---|" + "---:|" * 7 + "---:|---:|---|"]
+    lines = [header, "", "| " + " | ".join(columns(rows)) + " |", "|---|" + "---:|" * 7 + "---:|---:|---|"]
     lines += ["| " + " | ".join(_cells(r)) + " |" for r in rows]
     return "\n".join(lines) + "\n"
 
@@ -190,7 +219,7 @@ def _tex(text: str) -> str:
 
 def latex(rows: list[dict], caption: str) -> str:
     """The comparison as a LaTeX ``table`` (booktabs)."""
-    cols = [_tex(c) for c in COLUMNS]
+    cols = [_tex(c) for c in columns(rows)]
     lines = ["\\begin{table}[t]", "\\centering", "\\small", f"\\caption{{{_tex(caption)}}}",
              "\\begin{tabular}{l" + "r" * 9 + "l}", "\\toprule", " & ".join(cols) + " \\\\", "\\midrule"]
     lines += [" & ".join(_tex(c) for c in _cells(r)) + " \\\\" for r in rows]
@@ -229,11 +258,89 @@ def label(cfg: str) -> str:
     return Path(cfg).stem
 
 
-def _front(path: str):
-    """Ultralytics' front-end class for a config or checkpoint path (RT-DETR by name, else YOLO)."""
+def _front(source):
+    """Ultralytics' front end, ``RTDETR`` or ``YOLO``, for a config (path, shipped name or dict), a checkpoint (``.pt``)
+    or a built model: ``RTDETR`` when the model is Ultralytics' RT-DETR model — for a config, the class that
+    :func:`yolo_attn.integration.build_model` picks from the config's head — whatever the file is called."""
+    import torch
     from ultralytics import RTDETR, YOLO
+    from ultralytics.nn import tasks
 
-    return RTDETR if "rtdetr" in Path(path).name else YOLO
+    from .integration import build_model
+
+    if isinstance(source, torch.nn.Module):
+        model = source
+    elif isinstance(source, (str, Path)) and Path(source).suffix == ".pt":
+        ckpt = tasks.torch_safe_load(str(source))[0]
+        model = ckpt.get("ema") or ckpt["model"]
+    else:
+        with _Quiet():
+            model = build_model(source)
+    return RTDETR if isinstance(model, tasks.RTDETRDetectionModel) else YOLO
+
+
+class DeviceError(ValueError):
+    """A ``--device`` that names no device of this machine; raised before anything is trained or written."""
+
+
+DEVICE_FORMS = ("'cpu', a GPU index such as '0' (or 'cuda:0'), GPU indices such as '0,1' for Ultralytics' multi-GPU "
+                "(DDP) training, 'mps', or none for Ultralytics' default")
+
+
+def resolve_device(device) -> tuple[str, torch.device]:
+    """Check a ``--device`` request; return ``(request, device)``.
+
+    ``request`` is the request normalised (``"cpu"``, ``"0"``, ``"0,1"``; none: what Ultralytics picks, ``"cpu"`` or
+    ``"0"``), what a stored run is matched on; ``device`` is the ``torch.device`` Ultralytics' ``select_device`` gives
+    for it, the first GPU of a list: where ``compare`` measures and evaluates in this process. Ultralytics' training
+    gets the request as the user wrote it, not these. Raises :class:`DeviceError` naming the bad value and the
+    accepted forms: a GPU index that is no number, one listed twice, one this machine does not have, ``mps`` where
+    there is none.
+    """
+    import torch
+    from ultralytics.utils import torch_utils
+
+    text = "" if device is None else str(device).strip()
+    low = text.lower().replace(" ", "")
+    ids: list[str] = []
+    if low not in ("", "none", "cpu", "mps", "mps:0") and not low.startswith(("npu", "xpu")):
+        ids = ["0"] if low == "cuda" else low.replace("cuda:", "").split(",")
+        bad = [x for x in ids if not (x.isdigit() or x == "-1")]  # -1: Ultralytics picks an idle GPU
+        if bad:
+            raise DeviceError(f"--device {text!r}: {bad[0]!r} is not a device; use {DEVICE_FORMS}")
+        ids = [str(int(x)) for x in ids]
+        twice = [x for x in ids if x != "-1" and ids.count(x) > 1]
+        if twice:
+            raise DeviceError(f"--device {text!r} lists GPU {twice[0]} twice; use {DEVICE_FORMS}")
+        n = torch.cuda.device_count()
+        missing = [x for x in ids if x != "-1" and int(x) >= n]
+        if missing:
+            visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+            have = "no CUDA GPU" if n == 0 else f"{n} CUDA GPU{'s' if n > 1 else ''} (0{f'-{n - 1}' if n > 1 else ''})"
+            raise DeviceError(f"--device {text!r}: GPU {missing[0]} does not exist on this machine, which has {have}"
+                              + (f" under CUDA_VISIBLE_DEVICES={visible}" if visible is not None else "")
+                              + f"; use {DEVICE_FORMS}")
+    try:
+        with _Quiet():
+            dev = torch_utils.select_device(text, verbose=False)
+    except Exception as e:  # ValueError in every checked version: the first line says why
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise DeviceError(f"--device {text!r} is not usable here ({reason}); use {DEVICE_FORMS}") from e
+    if not isinstance(dev, torch.device):  # 'tpu', 'intel', 'vulkan': Ultralytics hands the string back
+        raise DeviceError(f"--device {text!r} is no PyTorch device compare can train and measure on; use "
+                          f"{DEVICE_FORMS}")
+    if low in ("mps", "mps:0") and dev.type != "mps":  # Ultralytics would fall back to the CPU without a word
+        raise DeviceError(f"--device {text!r}: this machine has no MPS (Apple GPU); use {DEVICE_FORMS}")
+    if dev.type in ("cpu", "mps"):
+        return dev.type, dev
+    if ids:
+        return ",".join(ids), dev
+    return low or (str(dev.index) if dev.type == "cuda" else str(dev)), dev
+
+
+def _ultralytics_device(device) -> str:
+    """A ``torch.device`` as Ultralytics' ``device=`` argument: "cpu", "mps", "0", "npu:0"."""
+    return str(device.index) if device.type == "cuda" and device.index is not None else str(device)
 
 
 def _fused(model):
@@ -244,10 +351,21 @@ def _fused(model):
     return m
 
 
+def _sync(device):
+    """What makes the clock wait for ``device``'s queued work (nothing on the CPU)."""
+    import torch
+
+    if device.type == "cuda":
+        return lambda: torch.cuda.synchronize(device)
+    if device.type == "mps":
+        return torch.mps.synchronize
+    return lambda: None
+
+
 def _timed(m, x, runs: int) -> float:
     import torch
 
-    sync = torch.cuda.synchronize if x.is_cuda else (lambda: None)
+    sync = _sync(x.device)
     times = []
     with torch.inference_mode():
         for k in range(runs + 3):
@@ -261,13 +379,14 @@ def _timed(m, x, runs: int) -> float:
 
 
 def speed(model, imgsz: int, device) -> tuple[float, float]:
-    """``(CPU latency ms/img at batch 1, throughput img/s at batch 16 on device)`` of the fused eval model."""
+    """``(latency ms/img at batch 1, throughput img/s at batch 16)`` of the fused eval model, both on ``device``
+    (a ``torch.device`` or its name; on CUDA the clock is read after ``torch.cuda.synchronize``)."""
     import torch
 
-    m = _fused(model)
-    latency = _timed(m.cpu(), torch.zeros(1, 3, imgsz, imgsz), LATENCY_RUNS) * 1e3
-    x = torch.zeros(THROUGHPUT_BATCH, 3, imgsz, imgsz, device=device)
-    throughput = THROUGHPUT_BATCH / _timed(m.to(device), x, 5)
+    device = torch.device(device)
+    m = _fused(model).to(device)
+    latency = _timed(m, torch.zeros(1, 3, imgsz, imgsz, device=device), LATENCY_RUNS) * 1e3
+    throughput = THROUGHPUT_BATCH / _timed(m, torch.zeros(THROUGHPUT_BATCH, 3, imgsz, imgsz, device=device), 5)
     return latency, throughput
 
 
@@ -276,11 +395,12 @@ def _init_checkpoint(cfg: str, nc: int, init: str, seed: int, path: Path) -> str
     checkpoint lacks keep their initialisation under ``seed``); returns "transferred/total" tensors."""
     import torch
 
+    from .integration import build_model
     from .transfer import transfer
 
     torch.manual_seed(seed)
     with _Quiet():
-        built = _front(cfg)(cfg).model
+        built = build_model(cfg)  # the model class the head needs (RT-DETR or not)
         model = type(built)(built.yaml, nc=nc, verbose=False)  # the head's width depends on the class count
     report = transfer(model, init)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -288,22 +408,56 @@ def _init_checkpoint(cfg: str, nc: int, init: str, seed: int, path: Path) -> str
     return f"{report.n_transferred}/{report.total}"
 
 
-def train_one(cfg: str, seed: int, s: Settings, runs_dir: Path, workers: int = 2) -> RunResult:
-    """Train ``cfg`` with seed ``seed`` under settings ``s``; the run directory is ``runs_dir/<label>-seed<k>``."""
+def _metrics(results) -> dict:
+    """Validation figures of ``Model.train``'s result: a metrics object's ``results_dict``, or the dict Ultralytics
+    8.4 returns under DDP (the checkpoint's ``train_metrics``); {} for None (DDP in older versions)."""
+    if isinstance(results, dict):
+        return results
+    return getattr(results, "results_dict", None) or {}
+
+
+def _logged_train_s(trainer) -> float:
+    """Ultralytics' own clock of a run (``results.csv``, column ``time`` of the last epoch, its validation included):
+    for epochs that ran in other processes (multi-GPU DDP), which compare's callbacks do not see; 0 if absent."""
+    save_dir = getattr(trainer, "save_dir", None)
+    if not save_dir:
+        return 0.0
+    try:
+        with open(Path(save_dir) / "results.csv", newline="") as fh:
+            last = list(csv.DictReader(fh))[-1]
+        return float({k.strip(): v for k, v in last.items()}["time"])
+    except (OSError, IndexError, KeyError, ValueError, TypeError):
+        return 0.0
+
+
+_AS_SETTINGS = object()
+
+
+def train_one(cfg: str, seed: int, s: Settings, runs_dir: Path, workers: int = 2, device=_AS_SETTINGS,
+              local=None) -> RunResult:
+    """Train ``cfg`` with seed ``seed`` under settings ``s``; the run directory is ``runs_dir/<label>-seed<k>``.
+
+    ``device`` goes to Ultralytics' training unchanged (default ``s.device``); ``local`` is the ``torch.device`` this
+    process measures speed and evaluates on (default: the first device of ``device``, see :func:`resolve_device`).
+    """
     import torch
 
     from .check import count_flops
 
+    if device is _AS_SETTINGS:
+        device = s.device
+    if local is None:
+        local = resolve_device(device)[1]
     name = label(cfg)
     run_name = f"{name}-seed{seed}"
+    front = _front(cfg)
     transferred = ""
     source = cfg
     if s.init:
         source = str(runs_dir / "init" / f"{run_name}.pt")
         transferred = _init_checkpoint(cfg, _dataset(s.data)["nc"], s.init, seed, Path(source))
-    front = _front(cfg)
     model = front(source)
-    clock = {"train": 0.0}
+    clock = {"train": 0.0, "epochs": 0}
     losses: list[float] = []
 
     def epoch_start(trainer):
@@ -317,6 +471,7 @@ def train_one(cfg: str, seed: int, s: Settings, runs_dir: Path, workers: int = 2
     def epoch_end(trainer):
         dt = time.perf_counter() - clock["t0"]
         clock["train"] += dt
+        clock["epochs"] += 1
         items = trainer.label_loss_items(trainer.tloss, prefix="") if trainer.tloss is not None else {}
         text = " ".join(f"{k.split('/')[-1].replace('_loss', '')} {float(v):.3f}" for k, v in items.items())
         print(f"  {name:14s} seed {seed}  epoch {trainer.epoch + 1:>3d}/{trainer.epochs}  loss {text}  ({dt:.1f} s)",
@@ -327,7 +482,7 @@ def train_one(cfg: str, seed: int, s: Settings, runs_dir: Path, workers: int = 2
     model.add_callback("on_train_epoch_end", epoch_end)
     with _Quiet():
         results = model.train(
-            data=s.data, epochs=s.epochs, imgsz=s.imgsz, batch=s.batch, device=s.device, seed=seed,
+            data=s.data, epochs=s.epochs, imgsz=s.imgsz, batch=s.batch, device=device, seed=seed,
             deterministic=True, workers=workers, plots=False, val=False,
             project=str(runs_dir), name=run_name, exist_ok=True, verbose=False, patience=0,
             **s.recipe,
@@ -335,15 +490,34 @@ def train_one(cfg: str, seed: int, s: Settings, runs_dir: Path, workers: int = 2
     trainer = model.trainer
     weights = trainer.best if Path(trainer.best).is_file() else trainer.last
     final = (model.model if isinstance(model.model, torch.nn.Module) else front(str(weights)).model).float()
-    d = getattr(results, "results_dict", None) or {}
-    latency, throughput = speed(final, s.imgsz, trainer.device)
-    r = RunResult(model=name, seed=seed, params=sum(p.numel() for p in final.parameters()),
-                  gflops=count_flops(final, s.imgsz) / 1e9, map50=float(d.get("metrics/mAP50(B)", math.nan)),
+    params, gflops = sum(p.numel() for p in final.parameters()), count_flops(final, s.imgsz) / 1e9
+    latency, throughput = speed(final, s.imgsz, local)
+    d = _metrics(results)
+    if "metrics/mAP50-95(B)" not in d:  # validation ran in the DDP workers and nothing came back: evaluate here
+        with _Quiet():
+            d = _metrics(model.val(data=s.data, imgsz=s.imgsz, batch=s.batch, device=_ultralytics_device(local),
+                                   workers=workers, plots=False, verbose=False, project=str(runs_dir),
+                                   name=f"{run_name}-val", exist_ok=True))
+    r = RunResult(model=name, seed=seed, params=params, gflops=gflops, map50=float(d.get("metrics/mAP50(B)", math.nan)),
                   map50_95=float(d.get("metrics/mAP50-95(B)", math.nan)), latency_ms=latency, throughput=throughput,
-                  train_s=clock["train"], weights=str(weights), cfg=cfg, transferred=transferred, loss=losses)
+                  train_s=clock["train"] if clock["epochs"] else _logged_train_s(trainer), weights=str(weights),
+                  cfg=cfg, transferred=transferred, loss=losses, speed_device=str(local))
     print(f"  {name:14s} seed {seed}  mAP50 {r.map50:.4f}  mAP50-95 {r.map50_95:.4f}  latency {latency:.1f} ms/img  "
-          f"{throughput:.0f} img/s  train {r.train_s:.0f} s", flush=True)
+          f"{throughput:.0f} img/s on {local}  train {r.train_s:.0f} s", flush=True)
     return r
+
+
+def _measured_again(r: RunResult, s: Settings, local) -> RunResult:
+    """A reused run whose speed was measured elsewhere (stored before the device was recorded: latency on the CPU,
+    throughput on the training device) with its speed on ``local``; on a CPU that is what it already holds."""
+    if not r.speed_device and local.type == "cpu":
+        return dataclasses.replace(r, speed_device=str(local))
+    with _Quiet():
+        final = _front(r.weights)(r.weights).model.float()
+    latency, throughput = speed(final, s.imgsz, local)
+    print(f"  {r.model:14s} seed {r.seed}  speed measured again on {local}: latency {latency:.1f} ms/img  "
+          f"{throughput:.0f} img/s", flush=True)
+    return dataclasses.replace(r, latency_ms=latency, throughput=throughput, speed_device=str(local))
 
 
 def _stored(path: Path, s: Settings) -> RunResult | None:
@@ -371,7 +545,7 @@ def _pyplot():
 
 
 def plot_results(rows: list[dict], path: Path, title: str) -> None:
-    """mAP50-95 against CPU latency, error bars = sd over seeds."""
+    """mAP50-95 against latency (on the device the rows were measured on), error bars = sd over seeds."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 4.2), dpi=120)
     for k, r in enumerate(rows):
@@ -380,7 +554,8 @@ def plot_results(rows: list[dict], path: Path, title: str) -> None:
         ax.annotate(r["model"], (r["latency_ms"], r["map50_95"]), textcoords="offset points", xytext=(5, 5),
                     fontsize=8)
     ax.margins(x=0.3, y=0.3)
-    ax.set_xlabel("CPU latency, ms/img (batch 1)")
+    where = speed_device(rows)
+    ax.set_xlabel(f"latency{f' on {where}' if where else ''}, ms/img (batch 1)")
     ax.set_ylabel("mAP50-95 (mean ± sd over seeds)")
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
@@ -409,7 +584,8 @@ def plot_curves(runs: list[RunResult], names: list[str], path: Path, title: str)
     ax.set_ylabel("training loss (box + cls + dfl, as logged)")
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    if ax.lines:  # runs trained by multi-GPU DDP have no per-batch loss here (it was logged in the workers)
+        ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
@@ -433,16 +609,17 @@ def val_images(data: str, n: int) -> list[Path]:
 
 
 def plot_predictions(runs: list[RunResult], names: list[str], images: list[Path], path: Path, imgsz: int,
-                     conf: float = 0.25) -> None:
-    """Grid: one row per model (its lowest seed's weights), one column per validation image, boxes drawn."""
+                     conf: float = 0.25, device: str = "cpu") -> None:
+    """Grid: one row per model (its lowest seed's weights), one column per validation image, boxes drawn; predicted
+    on ``device`` (Ultralytics' ``device=`` form)."""
     plt = _pyplot()
     fig, axes = plt.subplots(len(names), len(images), figsize=(1.9 * len(images), 2.0 * len(names)), dpi=110,
                              squeeze=False)
     for i, name in enumerate(names):
         r = min((r for r in runs if r.model == name), key=lambda r: r.seed)
         with _Quiet():
-            preds = _front(r.cfg or r.model)(r.weights).predict([str(p) for p in images], imgsz=imgsz, conf=conf,
-                                                                 verbose=False, device="cpu")
+            preds = _front(r.weights)(r.weights).predict([str(p) for p in images], imgsz=imgsz, conf=conf,
+                                                         verbose=False, device=device)
         for j, p in enumerate(preds):
             ax = axes[i][j]
             ax.imshow(p.plot(line_width=1, font_size=6)[..., ::-1])
@@ -463,29 +640,34 @@ def plot_predictions(runs: list[RunResult], names: list[str], images: list[Path]
 # --------------------------------------------------------------------------------------------------------------------
 def compare(cfgs: list[str], data: str, *, epochs: int, imgsz: int, seeds: int, device: str | None, out: str | Path,
             batch: int = 16, init: str | None = None, note: str = "", grid: int = 4, workers: int = 2) -> list[dict]:
-    """Train every config with seeds ``0..seeds-1`` (reusing stored runs), write the table and pictures; returns rows."""
+    """Train every config with seeds ``0..seeds-1`` (reusing stored runs), write the table and pictures; returns rows.
+
+    ``device`` goes to Ultralytics' training as given (``"0,1"``: multi-GPU DDP) once :func:`resolve_device` has
+    checked it (:class:`DeviceError` before anything is trained or written); speed, evaluation and the prediction
+    pictures run in this process on its first device, which the table names.
+    """
     t_start = time.perf_counter()
     os.environ.setdefault("YOLO_OFFLINE", "1")
     out = Path(out).resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    os.environ.setdefault("MPLCONFIGDIR", str(out / ".matplotlib"))
     names = [label(c) for c in cfgs]
     if len(set(names)) != len(names):
         raise SystemExit(f"yolo-attn compare: two configs share a name ({', '.join(names)}); rename one")
+    request, local = resolve_device(device)
+    out.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("MPLCONFIGDIR", str(out / ".matplotlib"))
     from . import register
 
     register()
-    from ultralytics.utils.torch_utils import select_device
-
-    with _Quiet():
-        dev = select_device(device if device is not None else "", verbose=False)
-    device = str(dev.index or 0) if dev.type == "cuda" else dev.type
     s = Settings(data=str(Path(data).resolve()) if Path(data).is_file() else data, epochs=epochs, imgsz=imgsz,
-                 batch=batch, device=device, init=str(Path(init).resolve()) if init else None,
+                 batch=batch, device=request, init=str(Path(init).resolve()) if init else None,
                  recipe=dict(FINE_TUNE) if init else {})
     start = f"initialised from {Path(init).name} by structural transfer" if init else "from scratch"
+    multi = "," in request
+    trained_on = f"`{request}`" + (" (Ultralytics' multi-GPU DDP)" if multi else "")
+    measured_on = f"`{local}`" + (f", the first of the training devices {request}" if multi else "")
     print(f"compare: {len(cfgs)} models × {seeds} seed(s), {epochs} epochs at {imgsz} px, batch {batch}, device "
-          f"{device}, {start}; output {out}", flush=True)
+          f"{trained_on.replace('`', '')}, speed measured on {measured_on.replace('`', '')}, {start}; output {out}",
+          flush=True)
     runs_dir = out / "runs"
     runs: list[RunResult] = []
     reused = 0
@@ -494,11 +676,14 @@ def compare(cfgs: list[str], data: str, *, epochs: int, imgsz: int, seeds: int, 
             store = runs_dir / f"{label(cfg)}-seed{seed}.json"
             r = _stored(store, s)
             if r is None:
-                r = train_one(cfg, seed, s, runs_dir, workers)
+                r = train_one(cfg, seed, s, runs_dir, workers, device=device, local=local)
                 store.write_text(json.dumps({"settings": asdict(s), "result": asdict(r)}, indent=1) + "\n")
             else:
                 reused += 1
                 print(f"  {r.model:14s} seed {seed}  reused {store.name}", flush=True)
+                if r.speed_device != str(local):
+                    r = _measured_again(r, s, local)
+                    store.write_text(json.dumps({"settings": asdict(s), "result": asdict(r)}, indent=1) + "\n")
             runs.append(r)
     rows = aggregate(runs, names)
     wall = time.perf_counter() - t_start
@@ -507,12 +692,12 @@ def compare(cfgs: list[str], data: str, *, epochs: int, imgsz: int, seeds: int, 
     transferred = ", ".join(f"{r.model} {r.transferred}" for r in runs if r.seed == 0 and r.transferred)
     recipe = ", ".join(f"{k}={v}" for k, v in s.recipe.items()) or "Ultralytics defaults"
     header = (
-        f"Data: `{s.data}`. {epochs} epochs at {imgsz} px, batch {batch}, device `{device}`, one recipe for every "
+        f"Data: `{s.data}`. {epochs} epochs at {imgsz} px, batch {batch}, device {trained_on}, one recipe for every "
         f"model ({recipe}); {seeds} seed{'s' if seeds > 1 else ''} (mean ± sd over seeds); every model "
         f"{start}" + (f" (tensors transferred: {transferred})" if transferred else "") + ". "
         f"Baseline: {names[0]}. Δ = model − baseline, paired by seed, with a 95 % t-interval over the seed "
-        f"differences; 'within noise' when the interval contains 0. Latency: CPU, batch 1, fused, at {imgsz} px; "
-        f"throughput: batch {THROUGHPUT_BATCH} on `{device}`. Wall time {wall / 60:.1f} min"
+        f"differences; 'within noise' when the interval contains 0. Latency (batch 1) and throughput (batch "
+        f"{THROUGHPUT_BATCH}): fused, at {imgsz} px, measured on {measured_on}. Wall time {wall / 60:.1f} min"
         + (f" ({reused} of {len(runs)} runs reused)" if reused else "") + "."
     )
     md = markdown(rows, "# yolo-attn compare\n\n" + header + (f"\n\n{note}" if note else ""))
@@ -524,7 +709,7 @@ def compare(cfgs: list[str], data: str, *, epochs: int, imgsz: int, seeds: int, 
     plot_curves(runs, names, out / "curves.png", title)
     images = val_images(s.data, grid)
     if images:
-        plot_predictions(runs, names, images, out / "predictions.png", imgsz)
+        plot_predictions(runs, names, images, out / "predictions.png", imgsz, device=_ultralytics_device(local))
     print("\n" + md)
     print(f"wrote {', '.join(str(out / f) for f in ('results.md', 'results.csv', 'results.tex', 'runs.csv'))}, "
           f"results.png, curves.png, predictions.png ({(time.perf_counter() - t_start) / 60:.1f} min)", flush=True)
@@ -539,7 +724,9 @@ def _parser(prog: str = "yolo-attn compare") -> argparse.ArgumentParser:
     ap.add_argument("--epochs", type=int, default=10, help="epochs per run (default %(default)s)")
     ap.add_argument("--imgsz", type=int, default=640, help="train/val/latency size (default %(default)s)")
     ap.add_argument("--seeds", type=int, default=2, help="seeds 0..N-1 per config (default %(default)s)")
-    ap.add_argument("--device", default=None, help="cpu, 0, mps ... (default: Ultralytics' choice)")
+    ap.add_argument("--device", default=None,
+                    help="cpu, 0, 0,1 (multi-GPU DDP), mps (default: Ultralytics' choice); speed is measured on the "
+                         "first")
     ap.add_argument("--batch", type=int, default=16, help="batch size (default %(default)s)")
     ap.add_argument("--init", default=None, help="initialise every model from this checkpoint (structural transfer)")
     ap.add_argument("--workers", type=int, default=2, help="dataloader workers (default %(default)s)")
@@ -554,8 +741,11 @@ def main(argv: list[str] | None = None) -> int:
     for key in ("epochs", "imgsz", "seeds", "batch"):
         if getattr(args, key) < 1:
             ap.error(f"--{key} must be >= 1")
-    compare(args.cfgs, args.data, epochs=args.epochs, imgsz=args.imgsz, seeds=args.seeds, device=args.device,
-            out=args.out, batch=args.batch, init=args.init, workers=args.workers)
+    try:
+        compare(args.cfgs, args.data, epochs=args.epochs, imgsz=args.imgsz, seeds=args.seeds, device=args.device,
+                out=args.out, batch=args.batch, init=args.init, workers=args.workers)
+    except DeviceError as e:  # raised before anything is trained or written
+        ap.error(str(e))
     return 0
 
 
