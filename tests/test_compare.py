@@ -113,6 +113,10 @@ def test_compare_command_errors_name_the_problem(tmp_path):
                           capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert proc.returncode == 2 and "--device '0,x': 'x' is not a device; use 'cpu'" in proc.stderr
     assert "Traceback" not in proc.stderr and not (tmp_path / "runs").exists()
+    proc = subprocess.run([bin_path("yolo-attn"), "demo", "--device", "0,x", "--out", "demo"], capture_output=True,
+                          text=True, timeout=120, cwd=tmp_path)  # the demo checks it before generating its data
+    assert proc.returncode == 2 and "--device '0,x': 'x' is not a device" in proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "demo").exists()
 
 
 # --------------------------------------------------------------------------------------------------------------------

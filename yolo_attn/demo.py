@@ -22,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-from .compare import compare
+from .compare import DeviceError, compare, resolve_device
 from .configs import cfg_path
 from .layers.registry import builtin_specs
 
@@ -147,6 +147,10 @@ def main(argv: list[str] | None = None) -> int:
     for key in ("epochs", "imgsz", "seeds", "batch", "train", "val"):
         if getattr(args, key) < 1:
             ap.error(f"--{key} must be >= 1")
+    try:
+        resolve_device(args.device)  # before generating data: a bad --device is an argument error, not a traceback
+    except DeviceError as e:
+        ap.error(str(e))
     run(args)
     return 0
 
