@@ -12,30 +12,22 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import time
 from pathlib import Path
 
 import torch
 
-from markers import replace_between
-from yolo_attn.bench import (LAYER_NAMES, LAYER_SHAPES, cpu_name, fused_model, interleaved, make_layer, model_configs,
-                             no_grad_call)
+from yolo_attn.bench import COMPILE_SECTION, compile_subjects, cpu_name, measure_compiled
+from yolo_attn.bench import write_section as write_between_markers
 
 ROOT = Path(__file__).resolve().parents[1]
-START, END = "<!-- compile-section -->", "<!-- /compile-section -->"
 
 
 def time_pair(module: torch.nn.Module, x: torch.Tensor, reps: int, budget: float) -> dict:
-    torch._dynamo.reset()
-    compiled = torch.compile(module)
-    t0 = time.perf_counter()
-    with torch.no_grad():
-        compiled(x)  # compile
-    compile_s = time.perf_counter() - t0
-
-    eager, comp = interleaved([no_grad_call(module, x), no_grad_call(compiled, x)], "cpu", reps, reps * 4, budget)
-    return {"eager_ms": eager.median * 1e3, "compiled_ms": comp.median * 1e3, "compile_s": compile_s,
-            "eager_iqr_ms": eager.iqr * 1e3, "compiled_iqr_ms": comp.iqr * 1e3, "reps": len(eager.samples)}
+    """Eager against ``torch.compile(module)`` (default mode) on CPU: ``yolo_attn.bench.measure_compiled``."""
+    r = measure_compiled(module, x, "cpu", modes=("default",), min_reps=reps, max_reps=reps * 4,
+                         budget_s=budget)["default"]
+    return {"eager_ms": r["eager_s"] * 1e3, "compiled_ms": r["s"] * 1e3, "compile_s": r["compile_s"],
+            "eager_iqr_ms": r["eager_iqr_s"] * 1e3, "compiled_iqr_ms": r["iqr_s"] * 1e3, "reps": r["reps"]}
 
 
 def main() -> int:
@@ -60,16 +52,9 @@ def measure(args) -> tuple[dict, list[dict]]:
     if args.threads:
         torch.set_num_threads(args.threads)
     rows = []
-    for name in LAYER_NAMES:
-        for level, c, side in LAYER_SHAPES["n"]:
-            torch.manual_seed(0)
-            layer = make_layer(name, c, side, level).eval()
-            r = time_pair(layer, torch.randn(1, c, side, side), args.reps, args.budget)
-            rows.append({"what": f"{name} {level} ({c}×{side}×{side})", **r})
-            print(rows[-1], flush=True)
-    for label, cfg in model_configs().items():
-        r = time_pair(fused_model(cfg), torch.zeros(1, 3, 640, 640), args.reps, args.budget)
-        rows.append({"what": f"{label} 640 (fused)", **r})
+    for label, _, build in compile_subjects():  # layers at the YOLOv8n shapes (unfused), then the models, fused
+        r = time_pair(*build(), args.reps, args.budget)
+        rows.append({"what": label, **r})
         print(rows[-1], flush=True)
     meta = {"torch": torch.__version__, "threads": torch.get_num_threads(), "cpu": cpu_name(), "cores": os.cpu_count(),
             "load_average": os.getloadavg()}
@@ -106,13 +91,7 @@ def write_section(meta: dict, rows: list[dict]) -> None:
     for r in rows:
         lines.append(f"| {r['what']} | {r['eager_ms']:.2f} ± {r['eager_iqr_ms']:.1f} | {r['compiled_ms']:.2f} ± "
                      f"{r['compiled_iqr_ms']:.1f} | {r['eager_ms'] / r['compiled_ms']:.2f}× | {r['compile_s']:.0f} |")
-    path = ROOT / "BENCHMARKS.md"
-    text = path.read_text()
-    if START in text:
-        text = replace_between(text, START, END, "\n".join(lines), where=str(path))
-    else:
-        text = text.rstrip("\n") + "\n\n" + "\n".join([START, *lines, END]) + "\n"
-    path.write_text(text)
+    write_between_markers(ROOT / "BENCHMARKS.md", "\n".join(lines), COMPILE_SECTION)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """torch.compile: every registered layer compiles as one graph (``fullgraph=True``: no graph break, no Python
 fallback), in eval and train mode, at two map sizes (the second one recompiles with dynamic shapes), and gives the
-eager outputs (and, in train mode, input gradients); Dynamo has nothing to warn about (CGA's cached offset index is
+eager outputs (and, in train mode, input gradients), and calls at a size already compiled for compile nothing
+more (no recompiles after warm-up); Dynamo has nothing to warn about (CGA's cached offset index is
 not consulted while Dynamo traces). Backend ``aot_eager``: Dynamo's graph capture and AOTAutograd's forward/backward
 split, as inductor sees them, without inductor's C++ compile time (speed: BENCHMARKS.md).
 
@@ -23,6 +24,7 @@ import warnings
 
 import pytest
 import torch
+from torch._dynamo.utils import counters
 
 from conftest import NAMES, all_layers_after, make_layer, randomize_, rel_err, run_py
 from yolo_attn.configs import dump
@@ -57,6 +59,10 @@ def test_layer_compiles_as_one_graph_and_matches_eager(name, mode):
                 assert rel_err(xc.grad, xe.grad) <= 1e-5, (name, (h, w), rel_err(xc.grad, xe.grad))
     dynamo = [str(w.message) for w in caught if "Dynamo" in str(w.message) or "lru_cache" in str(w.message)]
     assert not dynamo, dynamo
+    graphs = counters["stats"]["unique_graphs"]
+    for h, w in SIZES:  # warmed up at both sizes: calls at either size reuse what was compiled
+        fast(torch.randn(2, 64, h, w, requires_grad=True))  # (as above: requires_grad is part of the guards)
+    assert counters["stats"]["unique_graphs"] == graphs, "recompiled at a size it had already compiled for"
 
 
 @pytest.mark.slow

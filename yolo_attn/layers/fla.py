@@ -236,6 +236,24 @@ def _official_fla(given: dict) -> dict:
     return ours
 
 
+class _OfficialFLA(nn.Module):
+    """``x + FocusedLinearAttention(x as tokens)``: the official module (class from the namespace ``ns``; tokens
+    (B, N, C) in and out, hence the flatten/unflatten) with ``layer``'s weights (``strict=True``) inside our residual,
+    B×C×H×W in and out (``official_module``: ``yolo-attn bench``'s *official*). Defined on square maps only (the
+    official code assumes H = W = sqrt(N)); it matches ours on the window×window grid."""
+
+    def __init__(self, ns, layer: FLA):
+        super().__init__()
+        a = layer.attn
+        self.attn = ns.FocusedLinearAttention(a.dim, a.window_size, a.num_heads, focusing_factor=a.focusing_factor,
+                                              kernel_size=a.dwc.kernel_size[0])
+        self.attn.load_state_dict(a.state_dict(), strict=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, C, H, W = x.shape
+        return x + self.attn(x.flatten(2).transpose(1, 2)).transpose(1, 2).reshape(B, C, H, W)
+
+
 register_module(
     FLA,
     pickled=(FocusedLinearAttention,),
@@ -248,5 +266,6 @@ register_module(
     paper="FLatten Transformer, ICCV 2023",
     reference="LeapLabTHU/FLatten-Transformer `models/flatten_swin.py` `FocusedLinearAttention`",
     textbook_bytes=lambda c, side, batch, train: batch * 8 * (side * side) ** 2 * 4 * (3 if train else 2),
+    official_module=_OfficialFLA,
     builtin=True,
 )

@@ -106,6 +106,14 @@ def _lska_plausible(c1: int, kw: dict) -> str | None:
     return None
 
 
+def _official_lska(ns, layer: LSKA) -> nn.Module:
+    """The official ``LSKA(dim, k_size)`` (class from the namespace ``ns``) with ``layer``'s weights (``strict=True``;
+    the same keys; a gate, no residual): ``official_module``, ``yolo-attn bench``'s *official*."""
+    official = ns.LSKA(layer.conv1.in_channels, layer.k_size)
+    official.load_state_dict(layer.state_dict(), strict=True)
+    return official
+
+
 register_module(
     LSKA,
     defaults=_lska_defaults,
@@ -113,5 +121,6 @@ register_module(
     summary="Large Separable Kernel Attention (gating `x * attn`)",
     paper="LSKA, ESWA 2024",
     reference="StevenLauHKHK/Large-Separable-Kernel-Attention `models/van.py` `LSKA`",
+    official_module=_official_lska,
     builtin=True,
 )

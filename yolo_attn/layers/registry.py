@@ -94,6 +94,11 @@ class LayerSpec:
         summary: one line on what it is (README table).
         textbook_bytes: ``textbook_bytes(c, side, batch, train)``: memory of the textbook form's token×token
             matrices (bench skips the textbook row when too large); None when it has none.
+        official_module: ``official_module(ns, layer)``: the official implementation of ``layer`` — built from the
+            official classes in the namespace ``ns`` (a module defining them under their official names, e.g.
+            ``tests/reference.py``) with ``layer``'s weights loaded with ``strict=True`` — as a module that takes and
+            returns B×C×H×W like ``layer`` (our residual included). ``layer`` is unfused. ``yolo-attn bench`` times
+            it as the *official* variant; None: no official counterpart.
         builtin: shipped with yolo_attn (the tests' per-layer parametrisation covers these).
     """
 
@@ -110,6 +115,7 @@ class LayerSpec:
     paper: str = ""
     summary: str = ""
     textbook_bytes: Callable[[int, int, int, bool], int] | None = None
+    official_module: Callable[[Any, nn.Module], nn.Module] | None = None
     builtin: bool = False
 
     @property
@@ -178,7 +184,8 @@ def register_module(cls: type | None = None, *, name: str | None = None, channel
         repeats: pass the row's depth-scaled repeat count as the argument after ``c2`` and build once.
         aliases: further YAML names with the same arguments.
         **declared: further :class:`LayerSpec` fields (``pickled=(Inner,)``, ``defaults=``, ``plausible=``,
-            ``official=``, ``reference=``, ``paper=``, ``summary=``, ``textbook_bytes=``, ``builtin=``).
+            ``official=``, ``reference=``, ``paper=``, ``summary=``, ``textbook_bytes=``, ``official_module=``,
+            ``builtin=``).
 
     Returns:
         ``cls`` unchanged (so the decorator leaves the class as it was).

@@ -127,6 +127,20 @@ def _shsa_plausible(c1: int, kw: dict) -> str | None:
     return None
 
 
+class _OfficialSHSA(nn.Module):
+    """``x + SHSA(x)``: the official module (class from the namespace ``ns``) with ``layer``'s weights (``strict=True``)
+    inside our residual, B×C×H×W in and out (``official_module``: ``yolo-attn bench``'s *official*)."""
+
+    def __init__(self, ns, layer: SHSA):
+        super().__init__()
+        a = layer.attn
+        self.attn = ns.SHSA(a.dim, a.qk_dim, a.pdim)
+        self.attn.load_state_dict(a.state_dict(), strict=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.attn(x)
+
+
 register_module(
     SHSA,
     pickled=(SingleHeadSelfAttention, ConvBN),
@@ -138,5 +152,6 @@ register_module(
     paper="SHViT, CVPR 2024",
     reference="ysj9909/SHViT `model/shvit.py` `SHSA`",
     textbook_bytes=lambda c, side, batch, train: batch * (side * side) ** 2 * 4 * (3 if train else 2),
+    official_module=_OfficialSHSA,
     builtin=True,
 )

@@ -1,0 +1,217 @@
+"""``yolo-attn bench``'s GPU path, run on CPU: the official counterparts the layers declare (the *official* column is
+the official module with our weights, so it must give our outputs), the in-process runners with ``device="cpu"``
+(the functions ``--device cuda`` calls), and the GPU section of BENCHMARKS.md (``--from-json``, the placeholder)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import types
+
+import pytest
+import torch
+
+from conftest import BUILTIN, ROOT, randomize_, rel_err
+from yolo_attn import bench
+from yolo_attn.configs import insert
+
+REFERENCE = ROOT / "tests" / "reference.py"
+SMALL = ("n", "P5", 32, 8)  # (model, level, channels, side): a small map, every layer's per-map defaults
+FAST = dict(min_reps=2, max_reps=2, budget_s=0.0)
+TINY_DETECTOR = {  # a minimal detector: what the model runner needs (a Detect head, Ultralytics' loss), in a second
+    "nc": 3,
+    "backbone": [[-1, 1, "Conv", [16, 3, 2]], [-1, 1, "Conv", [32, 3, 2]], [-1, 1, "Conv", [32, 3, 2]],
+                 [-1, 1, "SPPF", [32, 5]]],
+    "head": [[[-1], 1, "Detect", ["nc"]]],
+}
+
+
+@pytest.fixture(scope="module")
+def official():
+    return bench.load_official(REFERENCE)
+
+
+def test_default_official_file_is_the_checkouts_reference():
+    assert bench.default_official_path() == REFERENCE
+
+
+@pytest.mark.parametrize("name", BUILTIN)
+def test_official_counterpart_gives_our_output(name, official):
+    """The official module each shipped layer declares (``official_module``), built from tests/reference.py with our
+    randomised weights (loaded strictly), gives our output in eval mode: the official column times the same
+    function. For the residual layers the attention branch is compared on its own (the residual would hide it)."""
+    c, side = 32, 14  # CGA: 2×2 windows of 7; FLA: window = the map's side (the official grid); LSKA k = 23
+    layer = randomize_(bench.make_layer(name, c, side), seed=3).eval()
+    counterpart, note = bench.official_counterpart(name, layer, official)
+    assert counterpart is not None, note
+    assert any(type(m).__module__ == official.__name__ for m in counterpart.modules()), "not the official classes"
+    counterpart.eval()
+    x = torch.randn(2, c, side, side, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        ours, theirs = layer(x), counterpart(x)
+    assert theirs.shape == x.shape
+    assert (theirs - x).abs().max() > 1e-2, "the branch is ~0: the comparison would be vacuous"
+    assert rel_err(ours - x, theirs - x) <= 1e-5
+
+
+def test_official_counterpart_reports_what_it_cannot_build():
+    layer = bench.make_layer("SHSA", 32, 8)
+    module, note = bench.official_counterpart("SHSA", layer, types.SimpleNamespace())  # no official classes in it
+    assert module is None and "not built" in note and "AttributeError" in note
+
+
+def test_inprocess_layer_rows_have_all_three_variants(official):
+    """The runner ``--device cuda`` uses (every row in this process), with device="cpu", each shipped layer at one
+    small shape: rows with fast, textbook and official timings and peaks."""
+    rows = bench.run_layers_inprocess("cpu", [SMALL], ["fp32"], BUILTIN, cases=((1, "infer"), (2, "train")),
+                                      official=official, max_textbook_gb=1.0, log=lambda s: None, **FAST)
+    assert [(r.layer, r.batch, r.mode) for r in rows] == [(n, b, m) for n in BUILTIN for b, m in ((1, "infer"),
+                                                                                                   (2, "train"))]
+    for r in rows:
+        assert isinstance(r, bench.OfficialLayerRow) and r.device == "cpu", r
+        for variant in ("fast", "textbook", "official"):
+            assert getattr(r, f"{variant}_s") > 0 and len(getattr(r, f"{variant}_samples")) == 2, (r, variant)
+            assert isinstance(getattr(r, f"{variant}_peak"), int), (r, variant)
+        assert r.official_ratio == r.fast_s / r.official_s and not r.official_note, r
+
+
+def test_official_skipped_with_the_textbook_when_too_large(official):
+    row = bench.measure_layer("cpu", "fp32", *SMALL[:2], 32, 16, "SHSA", 1, "infer", max_textbook_gb=0.0,
+                              official=official, **FAST)
+    assert row.textbook_s is None and row.official_s is None and row.fast_s > 0
+    assert row.note.startswith("textbook and official not run")
+
+
+@pytest.fixture(scope="module")
+def model_rows():
+    cfgs = {"tiny (stock)": TINY_DETECTOR, "tiny-shsa": insert(TINY_DETECTOR, "SHSA", "after-sppf")}
+    return bench.run_models_inprocess("cpu", cfgs, imgsz=64, dtype_name="fp32", train_amp="fp32",
+                                      after_sppf=["tiny-shsa"], tp_batch=2, tp_reps=1, train_batch=2, train_reps=1,
+                                      log=lambda s: None, **FAST)
+
+
+def test_inprocess_model_rows(model_rows):
+    """Latency, throughput and a training step with Ultralytics' own loss on a synthetic batch, ratios to stock."""
+    stock, shsa = model_rows
+    assert (stock.kind, shsa.kind) == ("stock", "after-sppf")
+    for r in model_rows:
+        assert r.loss == "ultralytics", r
+        assert r.latency_s > 0 and r.throughput > 0 and r.train_s > 0 and r.train_peak > 0, r
+    assert stock.overhead == 0 and stock.memory_ratio == 1 and stock.throughput_loss == 0
+    assert shsa.params > stock.params and shsa.memory_ratio == shsa.train_peak / stock.train_peak
+
+
+def test_train_step_falls_back_without_an_ultralytics_loss():
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU())
+    step, kind = bench.train_step(net, bench.synthetic_batch(2, 16, "cpu"))
+    step()
+    assert kind == "sum of output means" and net[0].weight.grad is not None
+
+
+@pytest.fixture(scope="module")
+def compile_rows():
+    subjects = bench.compile_subjects("cpu", ["SHSA"], [SMALL], {"tiny (stock)": TINY_DETECTOR}, fuse=True, imgsz=64)
+    return bench.run_compile("cpu", subjects, backend="eager", log=lambda s: None, **FAST)
+
+
+def test_compile_rows_count_no_recompile_at_a_fixed_shape(compile_rows):
+    assert [r["what"] for r in compile_rows] == ["SHSA P5 (32×8×8)", "tiny (stock) 64 (fused)"]
+    for r in compile_rows:
+        assert set(r["modes"]) == {"default", "reduce-overhead"}
+        for f in r["modes"].values():
+            assert f["recompiles"] == 0 and f["graphs"] >= 1 and f["s"] > 0 and f["eager_s"] > 0, r
+
+
+def test_compile_rows_count_recompiles():
+    """A module that changes a Python attribute Dynamo guards on recompiles on every call: counted."""
+    class Counting(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.calls = 0
+
+        def forward(self, x):
+            self.calls += 1
+            return x * self.calls
+
+    f = bench.measure_compiled(Counting(), torch.ones(2), "cpu", modes=("default",), backend="eager", warmup=0,
+                               **FAST)["default"]
+    assert f["recompiles"] >= 1
+
+
+@pytest.fixture(scope="module")
+def gpu_json(tmp_path_factory, model_rows, compile_rows):
+    """A GPU run's figures as ``--device cuda`` stores them: run_gpu's layer part on CPU (its meta too), with the
+    model and compile rows above."""
+    data = bench.run_gpu("cpu", ["SHSA"], dict(bench.GPU_RUNS["quick"], **FAST), skip={"models", "compile"},
+                         official_path=REFERENCE, dtypes=["fp32"], command="yolo-attn bench --device cuda",
+                         shapes=[SMALL], log=lambda s: None)
+    data["models"] = [bench.asdict(r) for r in model_rows]
+    data["compile"] = compile_rows
+    path = tmp_path_factory.mktemp("gpu") / "gpu_results.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def _outside(text: str) -> tuple[str, str]:
+    start, end = bench.GPU_SECTION
+    before, rest = text.split(start, 1)
+    return before, rest.split(end, 1)[1]
+
+
+def test_from_json_replaces_only_the_gpu_section(gpu_json, tmp_path):
+    report = tmp_path / "BENCHMARKS.md"
+    shutil.copy(ROOT / "BENCHMARKS.md", report)
+    original = report.read_text(encoding="utf-8")
+    assert bench.main(["--from-json", str(gpu_json), "--out", str(report)]) == 0
+    text = report.read_text(encoding="utf-8")
+    assert _outside(text) == _outside(original)  # the rest byte-identical
+    section = text.split(bench.GPU_SECTION[0], 1)[1].split(bench.GPU_SECTION[1], 1)[0]
+    assert section.strip() == bench.render_gpu_section(json.loads(gpu_json.read_text()), gpu_json)
+    assert "### What was checked" in section and "fast/official" in section and "not measured" in section
+    assert "| SHSA | yolov8n | P5 | 32 @ 8×8 | 1 | infer |" in section and "tiny-shsa" in section
+    assert "torch.compile against eager" in section and "reference.py" in section
+    assert bench.main(["--from-json", str(gpu_json), "--out", str(report)]) == 0
+    assert report.read_text(encoding="utf-8") == text  # idempotent
+
+
+def test_from_json_adds_the_markers_at_the_end_when_missing(gpu_json, tmp_path):
+    report = tmp_path / "r.md"
+    report.write_text("# Benchmarks\n\nCPU tables\n", encoding="utf-8")
+    bench.main(["--from-json", str(gpu_json), "--out", str(report)])
+    text = report.read_text(encoding="utf-8")
+    assert text.startswith("# Benchmarks\n\nCPU tables\n\n" + bench.GPU_SECTION[0] + "\n## GPU\n")
+    assert text.endswith(bench.GPU_SECTION[1] + "\n")
+
+
+def test_placeholder_says_not_measured(tmp_path):
+    body = bench.render_gpu_section(None)
+    assert "**Not measured.**" in body and "ms" not in body.replace("msg", "")
+    assert all(f"{t}: not measured" in body for t in bench.GPU_TARGETS.values())
+    report = tmp_path / "BENCHMARKS.md"
+    shutil.copy(ROOT / "BENCHMARKS.md", report)
+    bench.main(["--from-json", str(tmp_path / "missing.json"), "--out", str(report)])  # no recorded GPU run
+    assert "**Not measured.**" in report.read_text(encoding="utf-8").split(bench.GPU_SECTION[0], 1)[1]
+
+
+def test_committed_gpu_section_is_what_the_code_renders():
+    """BENCHMARKS.md's GPU section is rendered from benchmarks/gpu_results.json, or is the placeholder without it
+    (run ``yolo-attn bench --from-json`` after changing either)."""
+    path = ROOT / bench.GPU_JSON
+    text = (ROOT / "BENCHMARKS.md").read_text(encoding="utf-8")
+    section = text.split(bench.GPU_SECTION[0], 1)[1].split(bench.GPU_SECTION[1], 1)[0].strip()
+    assert section == bench.render_gpu_section(bench.read_gpu_json(path), bench.GPU_JSON)
+
+
+def test_cpu_report_keeps_the_generated_sections(tmp_path, gpu_json):
+    """The CPU run rewrites the whole report; the torch.compile and GPU sections the file had go back at its end."""
+    report = tmp_path / "BENCHMARKS.md"
+    shutil.copy(ROOT / "BENCHMARKS.md", report)
+    old = report.read_text(encoding="utf-8")
+    report.write_text("# Benchmarks\n\nnew CPU tables\n", encoding="utf-8")  # what write_report leaves
+    bench._carry_sections(report, old, gpu_json)
+    text = report.read_text(encoding="utf-8")
+    for start, end in (bench.COMPILE_SECTION, bench.GPU_SECTION):
+        assert start + old.split(start, 1)[1].split(end, 1)[0] + end in text
+    report.write_text("# Benchmarks\n", encoding="utf-8")
+    bench._carry_sections(report, "", gpu_json)  # a report without them: the GPU section from the recorded run
+    assert "### What was checked" in report.read_text(encoding="utf-8")
