@@ -119,6 +119,7 @@ def fake_cuda_counts(name: str, channels: int, side: int, batch: int, dtype: str
         x = torch.randn(batch, channels, side, side, device="cuda", dtype=dt)
         with torch.no_grad():
             layer(x)  # warm-up: per-size caches filled
+            count.ops = count.copies = 0  # (the warm-up's SDPA calls went through one_fused_kernel too)
             with count:
                 layer(x)
     return {"layer": name, "channels": channels, "side": side, "batch": batch, "device": "fake-cuda", "dtype": dtype,
