@@ -31,6 +31,11 @@ cannot fold heads into the batch axis), and the order of the products is the che
 chooses it: φ(k)ᵀv first (linear in tokens) when tokens outnumber head channels, φ(q)φ(k)ᵀ first otherwise. ``with
 yolo_attn.layers.textbook():`` runs the token-major form with ``nn.Linear`` and always the quadratic order (the
 N×N kernel matrix φ(q)φ(k)ᵀ); both give the same outputs and gradients.
+
+GPU path (profiled with ``scripts/profile_layers.py``): 35 operators that launch kernels per forward (fused, batch 1,
+any level), 41 in half precision (the six casts to and from float32 around the focusing kernel); no score matrix,
+so memory is linear in tokens on every device. It was at or under the official time at every YOLOv8n/s shape on an
+H200 (0.69–1.01×); the largest kernel at P5 is the vector norm of the focusing kernel (22 % of GPU time).
 """
 
 from __future__ import annotations

@@ -16,6 +16,10 @@ Differs: an unsupported ``k_size`` is refused at construction (the official modu
 Fast path (default): the depthwise separable chain on the contiguous channels-first map as it arrives (no copy, no
 clone), and without autograd the gate multiplies into the 1×1 convolution's fresh output in place (one map-sized
 allocation fewer). ``with yolo_attn.layers.textbook():`` runs the official form (``u = x.clone()`` ... ``u * attn``).
+
+GPU path (profiled with ``scripts/profile_layers.py``): six kernels per forward (five convolutions and the gate);
+under autocast each convolution's weight and bias are cast to half per call (Ultralytics' AMP training, the official
+module alike; a ``.half()`` model has none). Measured at 0.87–0.99× the official time on an H200.
 """
 
 from __future__ import annotations
