@@ -491,3 +491,53 @@ def test_token_major_copies_consecutive_channel_slices_once():
     with log:
         apart = attention.token_major(q, v)  # k between them: two copies
     assert sum(name == "clone" for name, _ in log.ops) == 2 and torch.equal(apart[1], want[2])
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# the CUDA code path without a GPU: fake CUDA tensors (shapes, dtypes and dispatch; no data)
+# ----------------------------------------------------------------------------------------------------------------------
+def fake_cuda_forward(layer, shape, dtype, monkeypatch):
+    """``layer`` (fused, eval) on a fake CUDA input of ``shape``: (SDPA calls, aten operators of the forward)."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    from yolo_attn.layers import fuse_layers
+
+    fuse_layers(layer.eval())
+    with FakeTensorMode(allow_non_fake_inputs=True):
+        layer = layer.to("cuda", dtype)
+        x = torch.randn(*shape, device="cuda", dtype=dtype)
+        with torch.no_grad():
+            layer(x)  # per-size caches filled
+            calls = []
+
+            def fused(q, k, v, attn_mask=None, **kwargs):  # what a fused kernel returns; fake tensors pick no kernel
+                calls.append((q, k, v, attn_mask))
+                return q.new_empty(*q.shape[:-1], v.shape[-1])
+
+            monkeypatch.setattr(attention.F, "scaled_dot_product_attention", fused)
+            log = OpLog()
+            with log:
+                layer(x)
+    return calls, [name for name, _ in log.ops]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+def test_cuda_path_cga_one_fused_call_per_head_no_fp32_round_trip(dtype, monkeypatch):
+    """CGA at P5 of YOLOv8n on CUDA: every head's attention is one SDPA call on 4-D inputs in the model's dtype (the
+    fused kernels form the scores in fp32 themselves: no casts of q, k, v to fp32 and back), the bias in that dtype;
+    q and the k|v pair each made token-major in one copy."""
+    calls, ops = fake_cuda_forward(CGA(256), (1, 256, 20, 20), dtype, monkeypatch)
+    assert len(calls) == 4  # heads
+    for q, k, v, mask in calls:
+        assert q.device.type == "cuda" and q.dim() == k.dim() == v.dim() == mask.dim() == 4
+        assert q.dtype == k.dtype == v.dtype == mask.dtype == dtype
+    assert "_to_copy" not in ops, ops
+    assert ops.count("clone") == 2 * 4 + 2  # per head q and k|v; the window partition in and out
+
+
+def test_cuda_path_shsa_is_one_fused_call_at_every_size(monkeypatch):
+    """SHSA on CUDA takes SDPA at every map size (no CPU threshold), with q, k and v made token-major in one copy."""
+    for side in (80, 20, 3):
+        calls, ops = fake_cuda_forward(SHSA(64), (2, 64, side, side), torch.float16, monkeypatch)
+        assert len(calls) == 1 and calls[0][0].shape == (2, 1, side * side, 16)
+        assert ops.count("clone") == 1 and "bmm" not in ops and "_softmax" not in ops

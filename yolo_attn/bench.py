@@ -822,6 +822,8 @@ def write_plot(path: Path, layer_rows: list[LayerRow]) -> Path | None:
 # ----------------------------------------------------------------------------------------------------------------------
 GPU_SECTION = ("<!-- gpu-section -->", "<!-- /gpu-section -->")
 COMPILE_SECTION = ("<!-- compile-section -->", "<!-- /compile-section -->")
+PROFILE_SECTION = ("<!-- profile-section -->", "<!-- /profile-section -->")
+"""Written by ``scripts/profile_layers.py --write`` (operators per forward); kept by a CPU run like the others."""
 GPU_JSON = Path("benchmarks") / "gpu_results.json"
 GPU_CASES = ((1, "infer"), (16, "infer"), (16, "train"))
 """(batch, mode) of every GPU layer row: inference at batch 1 and 16 (fast path fused), a training step at batch 16."""
@@ -1510,9 +1512,9 @@ def write_section(path, body: str, markers=GPU_SECTION) -> None:
 
 def _carry_sections(path: Path, old_text: str, gpu_json) -> None:
     """After :func:`write_report` rewrote ``path``: the generated sections the file had before (torch.compile from
-    ``scripts/compile_bench.py``, GPU) go back at its end as they were; the GPU section, when it had none, is
+    ``scripts/compile_bench.py``, the profile from ``scripts/profile_layers.py``, GPU) go back at its end as they were; the GPU section, when it had none, is
     rendered from ``gpu_json`` (or the "not measured" placeholder)."""
-    for start, end in (COMPILE_SECTION, GPU_SECTION):
+    for start, end in (COMPILE_SECTION, PROFILE_SECTION, GPU_SECTION):
         if start in old_text and end in old_text.split(start, 1)[1]:
             body = old_text.split(start, 1)[1].split(end, 1)[0].strip("\n")
         elif start == GPU_SECTION[0]:
