@@ -26,7 +26,7 @@ from .layers.registry import REGISTRY, discover, register_module
 from .layers import CGA, FLA, LAYERS, LSKA, SHSA, LayerArgumentError, create_layer
 from .transfer import transfer
 
-__version__ = "0.1.0"
+__version__ = "0.2.0.dev0"
 __all__ = [
     "CGA", "FLA", "LSKA", "SHSA", "LAYERS", "LayerArgumentError", "create_layer", "register", "registered",
     "cfg_path", "insert", "transfer",
