@@ -94,7 +94,7 @@ def main() -> int:
     if not args.no_run:
         RESULTS.unlink(missing_ok=True)
         env = {**os.environ, "YOLO_ATTN_DEPLOY_RESULTS": str(RESULTS), "YOLO_OFFLINE": "1"}
-        proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_deploy.py"],
+        proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--runslow", "tests/test_deploy.py"],
                               cwd=ROOT, env=env)
         if proc.returncode != 0:
             print("tests/test_deploy.py failed: the table shows what was measured", file=sys.stderr)

@@ -35,6 +35,30 @@ NAMES = tuple(REGISTRY)
 """Every registered layer: the shipped ones and any found through YOLO_ATTN_IMPORTS or entry points."""
 
 
+SLOW_REASON = "slow: end-to-end test; run with --runslow (the README's test command does)"
+
+
+def pytest_addoption(parser):
+    parser.addoption("--runslow", action="store_true", default=False,
+                     help="also run the tests marked slow (end-to-end: training runs, exports, subprocess loads); "
+                          "scripts/test.sh passes it")
+
+
+def pytest_collection_modifyitems(config, items):
+    """``pytest`` alone skips the tests marked slow (the fast run); ``--runslow`` runs them, and so does any ``-m``
+    marker expression, which then decides by itself (``-m slow``, ``-m "slow or not slow"``, ``-m cuda``).
+
+    Only items carrying the ``slow`` mark are touched: nothing else is skipped, and a slow test that runs is
+    reported as it is (a failure stays a failure).
+    """
+    if config.getoption("--runslow") or config.getoption("markexpr", default=""):
+        return
+    skip = pytest.mark.skip(reason=SLOW_REASON)
+    for item in items:
+        if item.get_closest_marker("slow") is not None:
+            item.add_marker(skip)
+
+
 def make_layer(name: str, c1: int = 64, grid: int | None = 20) -> torch.nn.Module:
     """A registered layer built as a model YAML row with its per-map defaults would build it (``c1`` channels)."""
     spec = REGISTRY[name]

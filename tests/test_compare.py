@@ -326,6 +326,7 @@ def test_a_run_stored_before_the_speed_device_was_recorded_is_reused_on_the_cpu(
     assert (run["latency_ms"], run["throughput"], run["speed_device"]) == ("7.0", "70.0", "cpu")
 
 
+@pytest.mark.slow  # real training through Model.train
 def test_compare_trains_an_rtdetr_config_of_any_name_for_real(tmp_path, shapes_data, monkeypatch):
     """Real training (1 epoch, 64 px, CPU, a few seconds): RT-DETR's trainer for the RT-DETR head in a file without
     "rtdetr" in its name, YOLO's for a YOLO head in one with it; speed measured on the CPU; predictions drawn."""

@@ -38,6 +38,7 @@ def compiled(layer: torch.nn.Module) -> torch.nn.Module:
     return torch.compile(layer, fullgraph=True, backend="aot_eager")
 
 
+@pytest.mark.slow  # torch.compile of every layer (~45 s on 2 cores)
 @pytest.mark.parametrize("name", NAMES)
 @pytest.mark.parametrize("mode", ["eval", "train"])
 def test_layer_compiles_as_one_graph_and_matches_eager(name, mode):

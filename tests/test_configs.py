@@ -114,6 +114,7 @@ def _stock(base: str, scale: str):
     return build_model(base, scale=scale)
 
 
+@pytest.mark.slow  # every shipped config at every scale (~2 min on 2 cores)
 @pytest.mark.parametrize("cfg", CFGS, ids=[p.stem for p in CFGS])
 def test_shipped_config_builds_at_every_scale_and_runs(cfg):
     """Every declared scale builds and runs; the README row's params and GFLOPs at 640 are what this build gives."""
@@ -278,6 +279,7 @@ def test_yolo_resolves_shipped_config_names_with_their_scale(tmp_path):
     assert out[-1] == "CGA"
 
 
+@pytest.mark.slow  # builds and installs the wheel
 def test_wheel_ships_the_configs_and_they_resolve_without_the_repo(tmp_path, wheel):
     site = tmp_path / "site"
     import zipfile

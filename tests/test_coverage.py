@@ -8,6 +8,7 @@ declared scale and run forward at 64×64 and 64×96 (64×128 for P6 models) by `
 cores, because each stock YAML's base build (for the row strides) is shared by its 8–12 cases; if it grows past the
 suite's budget, ``cases(rotate=True)`` gives every YAML × every placement with the layers rotated over them. The one
 YAML that cannot be built offline (torchvision downloads its backbone's weights) is checked to fail on that download.
+The product is marked slow (end-to-end): plain ``pytest`` skips it, ``pytest --runslow`` and scripts/test.sh run it.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ def test_the_glob_finds_every_family():
     assert all(len(pairs) == len(NAMES) * len({at for _, at in pairs}) for pairs in CASES.values())
 
 
+@pytest.mark.slow  # ~5 min on 2 cores (about 760 builds)
 @pytest.mark.parametrize("base", sorted(CASES))
 def test_every_yaml_layer_and_placement_builds_and_runs(base):
     for layer, at in CASES[base]:

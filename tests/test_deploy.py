@@ -201,6 +201,7 @@ def export(ckpt: dict, fmt: str, imgsz: int = IMGSZ, **kwargs) -> str:
     return str(path)
 
 
+@pytest.mark.slow  # exports to every format, each run in a subprocess
 @pytest.mark.parametrize("fmt", ["torchscript", "onnx", "openvino", "ncnn",
                                  # LiteRT through litert-torch (torch.export: the eager form of each layer is converted)
                                  pytest.param("litert", marks=pytest.mark.slow)])

@@ -143,6 +143,7 @@ def exported(request, tmp_path_factory):
     return {"name": name, "pt": pt, "indices": indices, "ref": Reference(pt, name, indices), **files}
 
 
+@pytest.mark.slow  # the `exported` fixture: ONNX and TorchScript exports of each config
 def test_onnx_graph_uses_standard_ops_only(exported):
     for key in ("static", "dynamic"):
         if key not in exported:
@@ -156,6 +157,7 @@ def test_onnx_graph_uses_standard_ops_only(exported):
         assert inputs == expected, (key, inputs)
 
 
+@pytest.mark.slow  # the `exported` fixture
 @pytest.mark.parametrize("kind", ["static", "dynamic"])
 def test_onnx_runtime_matches_pytorch(exported, kind):
     name = exported["name"]
@@ -177,6 +179,7 @@ def test_onnx_runtime_matches_pytorch(exported, kind):
         print(what, {k: f"{v:.1e}" for k, v in errs.items()})
 
 
+@pytest.mark.slow  # the `exported` fixture
 def test_torchscript_matches_pytorch(exported):
     name = exported["name"]
     traced = torch.jit.load(exported["torchscript"])
@@ -243,6 +246,7 @@ def test_fp16_onnx_export_on_cpu(tmp_path):
     assert ours["x1 layer"] < 3e-2, ours
 
 
+@pytest.mark.slow  # `yolo export` and `yolo predict` subprocesses
 def test_yolo_export_from_yaml_and_predict_with_the_onnx_file(tmp_path, shapes_data):
     """The plain commands: ``yolo export model=<cfg> format=onnx dynamic=True simplify=True`` then
     ``yolo predict model=<file>.onnx`` (no yolo_attn import in either process; the start-up hook registers)."""

@@ -18,6 +18,7 @@ import int8_map
 from ultralytics import YOLO
 
 
+@pytest.mark.slow  # OpenVINO fp32 and INT8 exports, each validated
 def test_int8_map_table_agrees_with_its_json_and_fp32_ran_in_f32(tmp_path, shapes_data, capsys):
     torch.manual_seed(0)
     pt = tmp_path / "tiny.pt"

@@ -72,6 +72,7 @@ def test_yolo_attn_command_registers_when_the_hook_is_off(tmp_path, shapes_data)
     assert "LSKA  [k_size=7]  registered" in listing.stdout and "CGA   [num_heads=4" in listing.stdout
 
 
+@pytest.mark.slow  # uses the `trained` fixture: a real `yolo train`
 def test_plain_yolo_train_and_fresh_process_predict(trained, shapes_data):
     images = Path(shapes_data).parent / "images" / "val"
     code = (
@@ -87,6 +88,7 @@ def test_plain_yolo_train_and_fresh_process_predict(trained, shapes_data):
         assert out[-1] == "8", (safe, out)
 
 
+@pytest.mark.slow  # uses the `trained` fixture: a real `yolo train`
 def test_plain_yolo_predict_with_safe_load(trained, shapes_data, tmp_path):
     images = Path(shapes_data).parent / "images" / "val"
     env = {**os.environ, "ULTRALYTICS_SAFE_LOAD": "1"}
@@ -96,6 +98,7 @@ def test_plain_yolo_predict_with_safe_load(trained, shapes_data, tmp_path):
     assert len(list((tmp_path / "p").glob("*.jpg"))) == 8
 
 
+@pytest.mark.slow  # uses the `trained` fixture: a real `yolo train`
 def test_checkpoint_without_safe_globals_is_refused_then_accepted(trained):
     """The allow-list matters: restricted loading rejects our classes until registration adds them; then it loads."""
     code = (
@@ -121,6 +124,7 @@ def test_checkpoint_without_safe_globals_is_refused_then_accepted(trained):
     assert {"CGA", "FLA", "LSKA", "SHSA", "ConvBN", "LocalWindowAttention", "FocusedLinearAttention"} <= names
 
 
+@pytest.mark.slow  # the DDP child trains one epoch
 @pytest.mark.parametrize("version", ["installed", OLD_ULTRALYTICS[-1]])
 def test_ddp_child_rebuilds_the_model(version, tmp_path, shapes_data):
     """Run the temp script Ultralytics' multi-GPU launcher would start, in a fresh process (CPU, one worker).

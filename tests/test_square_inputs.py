@@ -81,6 +81,7 @@ def test_fixed_fla_validates_with_square_batches(wide_data, tmp_path):
     assert seen["rect"] is False
 
 
+@pytest.mark.slow  # a real `yolo train`
 def test_fixed_fla_trains_validates_and_predicts_with_default_settings(wide_data, tmp_path):
     """The community's '294 != 289' crash: rect val batches reach a square-only layer. Default settings here."""
     cfg = tmp_path / "yolov8n-flafixed.yaml"

@@ -239,6 +239,7 @@ def test_rtdetr_load(stock):
     assert torch.equal(_out(front.model, x), _out(src, x))
 
 
+@pytest.mark.slow  # a real `yolo train`
 def test_pretrained_cli(stock, shapes_data, tmp_path):
     """``yolo train model=<cfg with LSKA> pretrained=stock.pt``: the log reports every stock tensor transferred."""
     cfg = tmp_path / "yolov8n-lska.yaml"

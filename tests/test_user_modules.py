@@ -369,8 +369,8 @@ def test_fifth_layer_in_one_file_gets_every_feature(pkgroot, tmp_path, shapes_da
     assert chk.returncode == 0, chk.stdout[-3000:] + chk.stderr[-3000:]
     assert len(re.findall(r"layer \d+: Fifth\(c1=\d+, r=4\)", chk.stdout)) == 3, chk.stdout
     # the generic per-layer tests (fuzzed YAML rows, half precision, layer behaviour) pick the fifth layer up
-    tests = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", "Fifth",
-                            "tests/test_fuzz.py", "tests/test_precision.py", "tests/test_layers.py"],
+    tests = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--runslow", "-k",
+                            "Fifth", "tests/test_fuzz.py", "tests/test_precision.py", "tests/test_layers.py"],
                            capture_output=True, text=True, timeout=900, cwd=ROOT, env={**os.environ, **env})
     summary = tests.stdout.strip().splitlines()[-1]
     assert tests.returncode == 0 and re.search(r"(\d+) passed", summary), tests.stdout[-3000:]
