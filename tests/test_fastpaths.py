@@ -448,6 +448,11 @@ def test_cuda_layout_aligns_head_dims_and_keeps_the_math(dqk, dv):
     assert rel_err(out, attention.explicit_attention(q, k, v, 0.3, bias)) <= 1e-5
     cpu = attention.sdpa_inputs(q, k, v, bias, device_type="cpu")  # CPU: one head dim for all three
     assert cpu[0].shape[-1] == cpu[1].shape[-1] == cpu[2].shape[-1] == max(dqk, dv)
+    per_image = torch.randn(3, 20, 30, generator=g)  # a (B, N, M) bias: one head axis, after the batch
+    *_, mask3, _ = attention.sdpa_inputs(q, k, v, per_image, device_type="cuda")
+    assert mask3.shape == (3, 1, 20, 30)
+    out = F.scaled_dot_product_attention(q4, k4, v4, attn_mask=mask3, scale=0.3).squeeze(1)[..., :keep]
+    assert rel_err(out, attention.explicit_attention(q, k, v, 0.3, per_image)) <= 1e-5
 
 
 def test_cga_converts_its_bias_once_per_forward(monkeypatch):

@@ -52,7 +52,6 @@ __all__ = [
     "sdpa_inputs",
     "token_major",
     "attention_form",
-    "FORMS",
     "CUDA_HEAD_ALIGN",
     "channels_first_attention",
     "scores_dtype",
@@ -120,10 +119,6 @@ def explicit_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale:
 # ----------------------------------------------------------------------------------------------------------------------
 # dispatch: which form runs, decided in one place from the device, dtype and shapes
 # ----------------------------------------------------------------------------------------------------------------------
-FORMS = ("explicit", "sdpa", "chunked", "bmm")
-"""What :func:`attention_form` can answer: the token-major textbook matrix, SDPA (4-D), query blocks, or the lean
-channels-first explicit form (one ``baddbmm``, softmax, one ``bmm``)."""
-
 CUDA_HEAD_ALIGN = 8
 """Head dims handed to SDPA on CUDA are zero-padded to a multiple of this. The memory-efficient kernel needs q/k and
 v head dims divisible by 8 in fp16/bf16 and by 4 in fp32 (``sdp_utils``: 128 bits over the element width on sm80+),
@@ -132,7 +127,9 @@ which materialises N×N. Every YOLO shape the shipped configs build is aligned a
 
 
 def attention_form(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> str:
-    """How :func:`channels_first_attention` runs for channels-first ``q`` (B, d, N), ``k`` (B, d, M), ``v`` (B, dv, M).
+    """How :func:`channels_first_attention` runs for channels-first ``q`` (B, d, N), ``k`` (B, d, M), ``v`` (B, dv, M):
+    ``"explicit"`` (the token-major textbook matrix), ``"sdpa"`` (4-D), ``"chunked"`` (query blocks) or ``"bmm"`` (the
+    lean channels-first explicit form: one ``baddbmm``, softmax, one ``bmm``).
 
     One rule per device, and why:
 
@@ -202,9 +199,10 @@ def sdpa_inputs(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias=None, de
     if pad_v:
         v = F.pad(v, (0, pad_v))
     q, k, v = (t.unsqueeze(1) if t.stride(-1) == 1 else t.contiguous().unsqueeze(1) for t in (q, k, v))
-    mask = None if bias is None else bias.to(q.dtype)
-    if mask is not None:
-        mask = mask.reshape((1,) * (4 - mask.dim()) + mask.shape) if mask.dim() < 4 else mask.unsqueeze(1)
+    mask = None
+    if bias is not None:  # (N, M) -> (1, 1, N, M); (B, N, M) -> (B, 1, N, M): the head axis before the last two
+        mask = bias.to(q.dtype)
+        mask = mask.unsqueeze(-3) if mask.dim() == 3 else mask.reshape((1,) * (4 - mask.dim()) + mask.shape)
     return q, k, v, mask, dv
 
 
@@ -272,7 +270,7 @@ def channels_first_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, 
     ``"sdpa"`` needs token-major inputs (one copy each); ``"chunked"``: :func:`chunked_attention`.
     """
     form = attention_form(q, k, v)
-    if scores_dtype(q, k, v, fp32_scores) != q.dtype:
+    if _scores_dtype(form, q, fp32_scores) != q.dtype:
         try:  # autocast would cast the products back to fp16
             ctx = torch.autocast(q.device.type, enabled=False)
         except RuntimeError:  # a device type without autocast (meta)
@@ -284,7 +282,11 @@ def channels_first_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, 
 
 def scores_dtype(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, fp32_scores: bool = False) -> torch.dtype:
     """The dtype :func:`channels_first_attention` forms the scores in."""
-    if fp32_scores and q.dtype == torch.float16 and not (q.device.type == "cuda" and attention_form(q, k, v) == "sdpa"):
+    return _scores_dtype(attention_form(q, k, v), q, fp32_scores)
+
+
+def _scores_dtype(form: str, q: torch.Tensor, fp32_scores: bool) -> torch.dtype:
+    if fp32_scores and q.dtype == torch.float16 and not (q.device.type == "cuda" and form == "sdpa"):
         return torch.float32
     return q.dtype
 
@@ -294,9 +296,8 @@ def prepare_bias(bias: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.
     """``bias`` as :func:`channels_first_attention` will consume it, so a layer calling it once per head converts its
     bias once per forward. The explicit (textbook, traced) form keeps the bias as it is: added to lower-precision
     scores it promotes them, as in the official code under autocast."""
-    if attention_form(q, k, v) == "explicit":
-        return bias
-    return bias.to(scores_dtype(q, k, v, fp32_scores))
+    form = attention_form(q, k, v)
+    return bias if form == "explicit" else bias.to(_scores_dtype(form, q, fp32_scores))
 
 
 def _attend(form: str, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float, bias) -> torch.Tensor:

@@ -60,10 +60,9 @@ from torch import nn
 from ._checks import LayerArgumentError, check_divisible, check_int, check_odd_kernel
 from .attention import _is_compiling, channels_first_attention, prepare_bias, textbook_enabled
 from .conv_bn import ConvBN
-from .registry import OfficialName, register_module
+from .registry import OfficialName, OfficialResidual, register_module
 
 __all__ = ["CGA", "CascadedGroupAttention", "LocalWindowAttention"]
-
 
 
 def _at_most(size, limit: int):
@@ -335,21 +334,14 @@ def _official_cga(given: dict, window_key: str) -> dict:
     return ours
 
 
-class _OfficialCGA(nn.Module):
+def _official_cga_module(ns, layer: CGA) -> OfficialResidual:
     """``x + LocalWindowAttention(x)``: the official module (class from the namespace ``ns``) with ``layer``'s weights
-    (``strict=True``) inside our residual, B×C×H×W in and out (``official_module``: ``yolo-attn bench``'s *official*)."""
-
-    def __init__(self, ns, layer: CGA):
-        super().__init__()
-        lwa, cga = layer.attn, layer.attn.attn
-        self.attn = ns.LocalWindowAttention(
-            dim=lwa.dim, key_dim=cga.key_dim, num_heads=cga.num_heads,
-            attn_ratio=lwa.dim / (cga.key_dim * cga.num_heads), resolution=lwa.window_resolution,
-            window_resolution=lwa.window_resolution, kernels=[dw.c.kernel_size[0] for dw in cga.dws])
-        self.attn.load_state_dict(lwa.state_dict(), strict=True)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.attn(x)
+    (``official_module``: ``yolo-attn bench``'s *official*)."""
+    lwa, cga = layer.attn, layer.attn.attn
+    return OfficialResidual(ns.LocalWindowAttention(
+        dim=lwa.dim, key_dim=cga.key_dim, num_heads=cga.num_heads,
+        attn_ratio=lwa.dim / (cga.key_dim * cga.num_heads), resolution=lwa.window_resolution,
+        window_resolution=lwa.window_resolution, kernels=[dw.c.kernel_size[0] for dw in cga.dws]), lwa)
 
 
 _CGA_PARAMS = ("dim", "key_dim", "num_heads", "attn_ratio", "resolution")
@@ -368,6 +360,6 @@ register_module(
     summary="Cascaded Group Attention in local windows (residual)",
     paper="EfficientViT, CVPR 2023",
     reference="microsoft/Cream `EfficientViT/downstream/efficientvit.py` `LocalWindowAttention`",
-    official_module=_OfficialCGA,
+    official_module=_official_cga_module,
     builtin=True,
 )
