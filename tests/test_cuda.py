@@ -27,6 +27,7 @@ import pytest
 import torch
 
 from conftest import NAMES, bin_path, make_layer, randomize_, rel_err
+from yolo_attn.layers.registry import REGISTRY
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import reference as R  # noqa: E402
@@ -89,16 +90,12 @@ def test_shsa_and_cga_at_yolo_shapes_match_the_official_on_cuda(name, side):
     """At P3 and P5 of YOLOv8n, fp32 eval: the official module (independent restatement, same weights) agrees."""
     torch.manual_seed(0)
     c = 64 if side == 80 else 256
-    if name == "SHSA":
-        ours, ref = SHSA(c), R.SHSA(c, 16, c // 4)
-    else:
-        ours, ref = CGA(c), R.LocalWindowAttention(c, 16, 4, c / 64, 7, 7, [5] * 4)
-    randomize_(ref, 6)
-    ours.attn.load_state_dict(ref.state_dict(), strict=True)
+    ours = randomize_(SHSA(c) if name == "SHSA" else CGA(c), 6)
+    ref = REGISTRY[name].official_module(R, ours)  # x + the official module, with our weights (strict)
     ours, ref = ours.cuda().eval(), ref.cuda().eval()
     x = torch.randn(2, c, side, side, generator=torch.Generator().manual_seed(7)).cuda()
     with torch.no_grad():
-        want = x + ref(x)
+        want = ref(x)
         got = ours(x)
     assert rel_err(got, want) <= 2e-5, rel_err(got, want)
 
@@ -170,12 +167,9 @@ def test_shsa_p3_batch16_training_memory_is_linear_in_tokens():
 
 
 def test_cga_p3_batch16_training_memory_at_most_the_officials():
-    torch.manual_seed(0)
-    ref = randomize_(R.LocalWindowAttention(64, 16, 4, 1.0, 7, 7, [5] * 4), 1)
-    ours = CGA(64)
-    ours.attn.load_state_dict(ref.state_dict(), strict=True)
-    official = lambda x: x + ref(x)  # noqa: E731  (our residual, for a like-for-like count)
-    ref.cuda().train(), ours.cuda().train()
+    ours = randomize_(CGA(64), 1)
+    official = REGISTRY["CGA"].official_module(R, ours)  # our residual around it, for a like-for-like count
+    ours.cuda().train(), official.cuda().train()
     x = torch.randn(*P3, device="cuda")
     for dtype in (None, torch.float16):
         with torch.autocast("cuda", dtype=dtype or torch.float16, enabled=dtype is not None):

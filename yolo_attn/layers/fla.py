@@ -46,7 +46,7 @@ from torch import nn
 
 from ._checks import LayerArgumentError, check_divisible, check_int, check_odd_kernel
 from .attention import textbook_enabled
-from .registry import OfficialName, register_module
+from .registry import OfficialName, OfficialResidual, register_module
 
 __all__ = ["FLA", "FocusedLinearAttention", "focused_kernel"]
 
@@ -241,22 +241,14 @@ def _official_fla(given: dict) -> dict:
     return ours
 
 
-class _OfficialFLA(nn.Module):
+def _official_fla_module(ns, layer: FLA) -> OfficialResidual:
     """``x + FocusedLinearAttention(x as tokens)``: the official module (class from the namespace ``ns``; tokens
-    (B, N, C) in and out, hence the flatten/unflatten) with ``layer``'s weights (``strict=True``) inside our residual,
-    B×C×H×W in and out (``official_module``: ``yolo-attn bench``'s *official*). Defined on square maps only (the
-    official code assumes H = W = sqrt(N)); it matches ours on the window×window grid."""
-
-    def __init__(self, ns, layer: FLA):
-        super().__init__()
-        a = layer.attn
-        self.attn = ns.FocusedLinearAttention(a.dim, a.window_size, a.num_heads, focusing_factor=a.focusing_factor,
-                                              kernel_size=a.dwc.kernel_size[0])
-        self.attn.load_state_dict(a.state_dict(), strict=True)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        B, C, H, W = x.shape
-        return x + self.attn(x.flatten(2).transpose(1, 2)).transpose(1, 2).reshape(B, C, H, W)
+    (B, N, C) in and out) with ``layer``'s weights (``official_module``: ``yolo-attn bench``'s *official*). Defined on
+    square maps only (the official code assumes H = W = sqrt(N)); it matches ours on the window×window grid."""
+    a = layer.attn
+    return OfficialResidual(ns.FocusedLinearAttention(a.dim, a.window_size, a.num_heads,
+                                                      focusing_factor=a.focusing_factor,
+                                                      kernel_size=a.dwc.kernel_size[0]), a, tokens=True)
 
 
 register_module(
@@ -271,6 +263,6 @@ register_module(
     paper="FLatten Transformer, ICCV 2023",
     reference="LeapLabTHU/FLatten-Transformer `models/flatten_swin.py` `FocusedLinearAttention`",
     textbook_bytes=lambda c, side, batch, train: batch * 8 * (side * side) ** 2 * 4 * (3 if train else 2),
-    official_module=_OfficialFLA,
+    official_module=_official_fla_module,
     builtin=True,
 )

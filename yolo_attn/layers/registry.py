@@ -47,7 +47,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 from torch import nn
 
 __all__ = [
-    "LayerSpec", "OfficialName", "REGISTRY", "register_module", "unregister", "subscribe", "lookup", "find", "suggest",
+    "LayerSpec", "OfficialName", "OfficialResidual", "REGISTRY", "register_module", "unregister", "subscribe", "lookup", "find", "suggest",
     "builtin_specs", "discover", "CHANNEL_RULES", "IMPORTS_ENV", "ENTRY_POINT_GROUP",
 ]
 
@@ -71,6 +71,28 @@ class OfficialName:
 
     params: tuple[str, ...]
     to_ours: Callable[[dict], dict]
+
+
+class OfficialResidual(nn.Module):
+    """``x + official(x)``, B×C×H×W in and out: an official token mixer inside our residual, with ``weights``' state
+    loaded into it (``strict=True``: same keys and shapes) — what a residual layer's ``official_module`` returns.
+
+    Args:
+        official: the official module, freshly built.
+        weights: our module that mirrors it (e.g. ``layer.attn``), whose state it gets.
+        tokens: the official module takes and returns tokens (B, H·W, C) rather than maps.
+    """
+
+    def __init__(self, official: nn.Module, weights: nn.Module, tokens: bool = False):
+        super().__init__()
+        official.load_state_dict(weights.state_dict(), strict=True)
+        self.attn, self.tokens = official, tokens
+
+    def forward(self, x):
+        if not self.tokens:
+            return x + self.attn(x)
+        B, C, H, W = x.shape
+        return x + self.attn(x.flatten(2).transpose(1, 2)).transpose(1, 2).reshape(B, C, H, W)
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,7 @@ from torch import nn
 from ._checks import LayerArgumentError, check_int
 from .attention import channels_first_attention
 from .conv_bn import ConvBN
-from .registry import OfficialName, register_module
+from .registry import OfficialName, OfficialResidual, register_module
 
 __all__ = ["SHSA", "SingleHeadSelfAttention"]
 
@@ -138,18 +138,11 @@ def _shsa_plausible(c1: int, kw: dict) -> str | None:
     return None
 
 
-class _OfficialSHSA(nn.Module):
-    """``x + SHSA(x)``: the official module (class from the namespace ``ns``) with ``layer``'s weights (``strict=True``)
-    inside our residual, B×C×H×W in and out (``official_module``: ``yolo-attn bench``'s *official*)."""
-
-    def __init__(self, ns, layer: SHSA):
-        super().__init__()
-        a = layer.attn
-        self.attn = ns.SHSA(a.dim, a.qk_dim, a.pdim)
-        self.attn.load_state_dict(a.state_dict(), strict=True)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.attn(x)
+def _official_shsa_module(ns, layer: SHSA) -> OfficialResidual:
+    """``x + SHSA(x)``: the official module (class from the namespace ``ns``) with ``layer``'s weights
+    (``official_module``: ``yolo-attn bench``'s *official*)."""
+    a = layer.attn
+    return OfficialResidual(ns.SHSA(a.dim, a.qk_dim, a.pdim), a)
 
 
 register_module(
@@ -163,6 +156,6 @@ register_module(
     paper="SHViT, CVPR 2024",
     reference="ysj9909/SHViT `model/shvit.py` `SHSA`",
     textbook_bytes=lambda c, side, batch, train: batch * (side * side) ** 2 * 4 * (3 if train else 2),
-    official_module=_OfficialSHSA,
+    official_module=_official_shsa_module,
     builtin=True,
 )
