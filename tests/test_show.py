@@ -9,13 +9,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import BUILTIN, all_layers_after, bin_path, randomize_
+from conftest import BUILTIN, NAMES, all_layers_after, bin_path, randomize_
 from yolo_attn.configs import dump
+from yolo_attn.layers import REGISTRY
 from yolo_attn.layers.cga import CGA
 from yolo_attn.layers.fla import FLA
 from yolo_attn.layers.lska import LSKA
 from yolo_attn.layers.shsa import SHSA
-from yolo_attn.show import DRAWERS, attention_maps, show
+from yolo_attn.show import attention_maps, drawable, show
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -31,8 +32,22 @@ def _weights(layer: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     return torch.stack([m.flatten() for m in found["maps"]])
 
 
-def test_every_builtin_layer_has_a_drawer():
-    assert set(DRAWERS) == set(BUILTIN)
+def test_every_builtin_layer_draws_its_maps():
+    for name in BUILTIN:
+        assert drawable(REGISTRY[name].small()) is REGISTRY[name] and REGISTRY[name].maps_caption, name
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if callable(getattr(REGISTRY[n].cls, "attention_maps", None))])
+@torch.no_grad()
+def test_every_drawing_layer_gives_one_finite_map_per_query(name):
+    """Through the registry: one H×W map per query point (one map for a gate), finite, on a non-square map."""
+    spec = REGISTRY[name]
+    layer = randomize_(spec.small(), 5).eval()
+    points = [(0.1, 0.2), (0.9, 0.6), (0.5, 0.5)]
+    (found,) = attention_maps(torch.nn.Sequential(layer), torch.randn(1, 16, 9, 13), points)
+    assert found["name"] == name and found["caption"] == spec.maps_caption and found["query"] == spec.maps_per_query
+    assert len(found["maps"]) == (len(points) if spec.maps_per_query else 1)
+    assert all(m.shape == (9, 13) and torch.isfinite(m).all() for m in found["maps"])
 
 
 @torch.no_grad()

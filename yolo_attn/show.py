@@ -5,13 +5,11 @@
 
 ``MODEL`` is a config (name or path; random weights) or a ``.pt`` checkpoint. The image is resized to a square
 ``--imgsz`` and run through the model once; forward pre-hooks capture the input of every layer of ours, and the
-attention is recomputed from the layer's own submodules (the layers are not modified):
-
-* ``SHSA``: the softmax attention weights of each query point over all positions (its single head).
-* ``CGA``: the attention weights of each query point over its local window, averaged over the cascaded heads.
-* ``FLA``: the focused linear attention's weights ``φ(q)·φ(k) / Σ φ(q)·φ(k)`` of each query point, averaged over
-  heads (the kernel matrix the linear form never builds).
-* ``LSKA``: the gate map (the attention the input is multiplied by), averaged over channels.
+attention is recomputed by each layer's ``attention_maps`` method, through its reference formulation with the
+layer's weights (the layers are not modified). Every registered layer with such a method is drawn; its registry
+declaration says what the maps are (``maps_caption``), e.g. SHSA's softmax attention of each query point over all
+positions, CGA's window attention averaged over the cascaded heads, FLA's focused linear attention weights
+``φ(q)·φ(k) / Σ φ(q)·φ(k)`` (the kernel matrix the linear form never builds), LSKA's gate map.
 
 One PNG per layer goes to ``--out`` (``<index>-<NAME>.png``): the image, then one panel per query point (the point
 marked) or the gate map, overlaid on the image. Query points are fractions of the image width and height.
@@ -22,20 +20,15 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from ultralytics import YOLO
 
 from .integration import build_model, register
-from .layers.cga import CGA, relative_offset_index
-from .layers.fla import FLA, focused_kernel
-from .layers.lska import LSKA
-from .layers.registry import REGISTRY
-from .layers.shsa import SHSA
+from .layers.registry import REGISTRY, LayerSpec
 
-__all__ = ["main", "show", "attention_maps", "DRAWERS"]
+__all__ = ["main", "show", "attention_maps", "drawable"]
 
 DEFAULT_POINTS = ((0.3, 0.3), (0.5, 0.5), (0.7, 0.7))
 
@@ -46,93 +39,23 @@ def _cell(h: int, w: int, point: tuple[float, float]) -> tuple[int, int]:
     return min(int(y * h), h - 1), min(int(x * w), w - 1)
 
 
-@torch.no_grad()
-def _shsa(layer: SHSA, x: torch.Tensor, points) -> list[torch.Tensor]:
-    a = layer.attn
-    _, _, h, w = x.shape
-    x1 = x[:, :a.pdim]
-    q, k, _ = a.qkv(a.pre_norm(x1)).flatten(2).split([a.qk_dim, a.qk_dim, a.pdim], dim=1)  # (1, d, N)
-    maps = []
-    for p in points:
-        r, c = _cell(h, w, p)
-        scores = (q[0, :, r * w + c] @ k[0]) * a.scale  # (N,)
-        maps.append(scores.softmax(-1).view(h, w))
-    return maps
-
-
-@torch.no_grad()
-def _cga(layer: CGA, x: torch.Tensor, points) -> list[torch.Tensor]:
-    lwa, a = layer.attn, layer.attn.attn
-    _, C, H, W = x.shape
-    wh, ww = min(H, lwa.window_resolution), min(W, lwa.window_resolution)
-    pH, pW = H + (wh - H % wh) % wh, W + (ww - W % ww) % ww
-    xp = F.pad(x, (0, pW - W, 0, pH - H))
-    idx = relative_offset_index(wh, ww, a.resolution, x.device)
-    bias = a.attention_biases[:, idx]  # (heads, n, n)
-    maps = []
-    for p in points:
-        r, c = _cell(H, W, p)
-        r0, c0 = r // wh * wh, c // ww * ww
-        win = xp[:, :, r0:r0 + wh, c0:c0 + ww]
-        t = (r - r0) * ww + (c - c0)
-        chunks = win.chunk(a.num_heads, dim=1)
-        feat, heads = chunks[0], []
-        for i, (qkv, dw) in enumerate(zip(a.qkvs, a.dws)):  # the cascade, as the layer runs it
-            if i > 0:
-                feat = feat + chunks[i]
-            q, k, v = qkv(feat).split([a.key_dim, a.key_dim, a.d], dim=1)
-            q, k, v = dw(q).flatten(2)[0], k.flatten(2)[0], v.flatten(2)[0]  # (d, n)
-            attn = ((q.T @ k) * a.scale + bias[i]).softmax(-1)  # (n, n)
-            heads.append(attn[t])
-            feat = (v @ attn.T).view(1, a.d, wh, ww)
-        full = torch.zeros(pH, pW, dtype=x.dtype, device=x.device)
-        full[r0:r0 + wh, c0:c0 + ww] = torch.stack(heads).mean(0).view(wh, ww)
-        maps.append(full[:H, :W])
-    return maps
-
-
-@torch.no_grad()
-def _fla(layer: FLA, x: torch.Tensor, points) -> list[torch.Tensor]:
-    a = layer.attn
-    _, C, H, W = x.shape
-    heads, n = a.num_heads, H * W
-    tokens = x.flatten(2).transpose(1, 2).float()  # (1, N, C)
-    q, k, _ = F.linear(tokens, a.qkv.weight.float(), a.qkv.bias.float() if a.qkv.bias is not None else None).chunk(
-        3, dim=-1)
-    scale = F.softplus(a.scale.float())
-    q = focused_kernel(q, scale, a.focusing_factor)[0].view(n, heads, -1).transpose(0, 1)  # (h, N, d)
-    k = focused_kernel(k + a.position(H, W), scale, a.focusing_factor)[0].view(n, heads, -1).transpose(0, 1)
-    maps = []
-    for p in points:
-        r, c = _cell(H, W, p)
-        kernel = k @ q[:, r * W + c, :, None]  # (h, N, 1): φ(q)·φ(k_j)
-        weights = kernel[..., 0] / (kernel[..., 0].sum(-1, keepdim=True) + 1e-6)
-        maps.append(weights.mean(0).view(H, W))
-    return maps
-
-
-@torch.no_grad()
-def _lska(layer: LSKA, x: torch.Tensor, points) -> list[torch.Tensor]:
-    return [layer.gate(x)[0].mean(0)]
-
-
-DRAWERS: dict[str, tuple[type, Callable, str]] = {
-    "SHSA": (SHSA, _shsa, "softmax attention of the query point"),
-    "CGA": (CGA, _cga, "window attention of the query point, mean over heads"),
-    "FLA": (FLA, _fla, "focused linear attention weights of the query point, mean over heads"),
-    "LSKA": (LSKA, _lska, "gate map (x is multiplied by it), mean over channels"),
-}
-"""Registered layer name -> (class, function(layer, input, points) -> maps, caption)."""
+def drawable(module: torch.nn.Module) -> LayerSpec | None:
+    """The registered spec of ``module`` when it is a registered layer that draws its attention maps (it has an
+    ``attention_maps(x, cells)`` method, see :class:`~yolo_attn.layers.registry.LayerSpec`), else None."""
+    spec = next((s for s in REGISTRY.values() if type(module) is s.cls), None)
+    return spec if spec is not None and callable(getattr(module, "attention_maps", None)) else None
 
 
 def attention_maps(model: torch.nn.Module, x: torch.Tensor, points=DEFAULT_POINTS) -> list[dict]:
-    """Run ``model`` on ``x`` (1×3×S×S) once; for every layer of ours return
-    ``{"index", "name", "maps": [H×W tensors], "caption", "shape"}`` (``maps`` empty for a layer without a drawer)."""
+    """Run ``model`` on ``x`` (1×3×S×S) once; for every registered layer in it that draws its attention maps, return
+    ``{"index", "name", "maps": [H×W tensors], "caption", "shape", "query": bool}``: one map per query point, or one
+    map for a layer whose attention has no query (a gate: ``query`` False, ``maps_per_query=False`` in its spec)."""
     found = []
     for i, m in enumerate(getattr(model, "model", model).modules()):
-        for name, (cls, fn, caption) in DRAWERS.items():
-            if name in REGISTRY and isinstance(m, cls):
-                found.append({"index": getattr(m, "i", i), "name": name, "module": m, "fn": fn, "caption": caption})
+        spec = drawable(m)
+        if spec is not None:
+            found.append({"index": getattr(m, "i", i), "name": spec.name, "module": m,
+                          "caption": spec.maps_caption or "attention maps"})
     captured: dict[int, torch.Tensor] = {}
     hooks = [f["module"].register_forward_pre_hook(lambda mod, args, k=k: captured.__setitem__(k, args[0]))
              for k, f in enumerate(found)]
@@ -145,8 +68,10 @@ def attention_maps(model: torch.nn.Module, x: torch.Tensor, points=DEFAULT_POINT
     out = []
     for k, f in enumerate(found):
         inp = captured[k].float()
-        out.append({"index": f["index"], "name": f["name"], "caption": f["caption"], "shape": tuple(inp.shape[-2:]),
-                    "maps": [m.float().cpu() for m in f["fn"](f["module"].float(), inp, points)]})
+        h, w = inp.shape[-2:]
+        maps = f["module"].float().attention_maps(inp, [_cell(h, w, p) for p in points])
+        out.append({"index": f["index"], "name": f["name"], "caption": f["caption"], "shape": (h, w),
+                    "maps": [m.float().cpu() for m in maps], "query": REGISTRY[f["name"]].maps_per_query})
     return out
 
 
@@ -184,7 +109,8 @@ def show(model: str, image: str, out: str | Path = "runs/yolo_attn_show", imgsz:
     x, rgb = _image(image, imgsz)
     layers = attention_maps(net, x, points)
     if not layers:
-        raise SystemExit(f"yolo-attn show: {model} has none of the layers {', '.join(DRAWERS)}")
+        drawn = [name for name, spec in REGISTRY.items() if callable(getattr(spec.cls, "attention_maps", None))]
+        raise SystemExit(f"yolo-attn show: {model} has none of the layers {', '.join(drawn)}")
     paths = []
     for layer in layers:
         maps = layer["maps"]
@@ -196,7 +122,7 @@ def show(model: str, image: str, out: str | Path = "runs/yolo_attn_show", imgsz:
             up = F.interpolate(m[None, None], size=(imgsz, imgsz), mode="nearest")[0, 0].numpy()
             ax.imshow(rgb)
             ax.imshow(up, cmap="jet", alpha=0.5)
-            if layer["name"] != "LSKA":
+            if layer["query"]:
                 px, py = points[j]
                 ax.plot(px * imgsz, py * imgsz, marker="x", color="white", markersize=9, mew=2)
                 ax.set_title(f"query ({px:.2f}, {py:.2f})", fontsize=8)

@@ -1,34 +1,47 @@
-"""The four attention layers, plain PyTorch modules that know nothing about Ultralytics, and the layer registry.
+"""The attention layers, plain PyTorch modules that know nothing about Ultralytics, and the layer registry.
 
-Every layer takes the input channel count first and returns a map of the same shape (B, C, H, W). Each layer file
-declares itself with :func:`register_module` (see ``registry.py``); :data:`REGISTRY` holds every registered layer,
-the shipped ones and the user's own.
+Every layer takes the input channel count first and returns a map of the same shape (B, C, H, W). A layer is one
+file in this folder: its class, its registry declaration (:func:`register_module`: YAML name, channel rule, per-map
+defaults, official names, order), its reference formulation, its attention maps for ``yolo-attn show`` and its test
+declarations (:class:`LayerTests`). The files are found here by discovery — every public module of this package is
+imported and registers what it declares — so a new layer needs no edit anywhere else. :data:`REGISTRY` holds every
+registered layer, the shipped ones and the user's own.
 
 ``fuse_layers(model)`` folds the BatchNorms inside the layers into their convolutions for inference;
-``with textbook():`` runs every layer in its plain textbook formulation (the reference of the fast paths).
+``with textbook():`` runs every attention in its explicit, materialised form (the export form).
 """
 
 from __future__ import annotations
+
+import importlib
+import pkgutil
 
 from torch import nn
 
 from ._checks import LayerArgumentError
 from .attention import textbook, textbook_enabled
-from .cga import CGA
 from .conv_bn import fuse_layers
-from .fla import FLA
-from .lska import LSKA
-from .registry import REGISTRY, LayerSpec, OfficialName, builtin_specs, lookup, register_module, suggest
-from .shsa import SHSA
+from .registry import REGISTRY, LayerSpec, LayerTests, OfficialName, builtin_specs, lookup, register_module, suggest
+
+LAYER_MODULES: tuple[str, ...] = tuple(
+    importlib.import_module(f"{__name__}.{info.name}").__name__
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda info: info.name)
+    if not info.name.startswith("_")
+)
+"""Every public module of this package, imported in name order: the layer files register their layers."""
+
+LAYERS: dict[str, type[nn.Module]] = {name: spec.cls for name, spec in builtin_specs().items()}
+"""The shipped layers: YAML name -> class (derived from the registry; user modules are in :data:`REGISTRY`)."""
+
+globals().update(LAYERS)  # yolo_attn.layers.CGA, ... for every shipped layer file
 
 __all__ = [
-    "CGA",
-    "FLA",
-    "LSKA",
-    "SHSA",
+    *LAYERS,
     "LAYERS",
+    "LAYER_MODULES",
     "REGISTRY",
     "LayerSpec",
+    "LayerTests",
     "OfficialName",
     "LayerArgumentError",
     "register_module",
@@ -40,9 +53,6 @@ __all__ = [
     "textbook",
     "textbook_enabled",
 ]
-
-LAYERS: dict[str, type[nn.Module]] = {name: spec.cls for name, spec in builtin_specs().items()}
-"""The shipped layers: YAML name -> class (derived from the registry; user modules are in :data:`REGISTRY`)."""
 
 
 def create_layer(name: str, c1: int, *args, **kwargs) -> nn.Module:

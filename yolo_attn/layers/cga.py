@@ -23,11 +23,12 @@ Differs:
 
 Fast path (default): padding once, every window of every image in one batch (no Python loop over windows), the
 attention on channels-first tokens (scale and bias fused into one ``baddbmm``, no transposed copies), the offset
-index cached per window size. ``with yolo_attn.layers.textbook():`` runs the textbook form instead: a Python loop
-over the windows of the padded map, each through the official token-major explicit attention. Both give the same
-outputs and gradients in eval mode; in train mode the loop normalises each window's batch on its own (BatchNorm
-batch statistics per window), as a per-window implementation does. The cascade over heads is sequential by
-construction (head i needs head i-1's output) and stays a loop in both.
+index cached per window size. Reference formulation (:class:`LocalWindowAttentionReference`, ``spec.reference``):
+the official modules restated — a Python loop over the windows of the padded map, each through the official
+token-major explicit attention, with the window rule above — which the fast path is tested against. Both give the
+same outputs and gradients in eval mode; in train mode the loop normalises each window's batch on its own
+(BatchNorm batch statistics per window), as a per-window implementation does. The cascade over heads is sequential
+by construction (head i needs head i-1's output) and stays a loop in both.
 
 Export form (``torch.jit.trace``: ONNX, TorchScript, OpenVINO, CoreML, NCNN through pnnx; eval mode): the same math
 with no tensor above 4-D and the batch axis never merged with another, as pnnx/NCNN need (NCNN has no batch axis and
@@ -58,11 +59,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._checks import LayerArgumentError, check_divisible, check_int, check_odd_kernel
-from .attention import _is_compiling, channels_first_attention, prepare_bias, textbook_enabled
+from .attention import _is_compiling, channels_first_attention, prepare_bias
 from .conv_bn import ConvBN
-from .registry import OfficialName, OfficialResidual, register_module
+from .registry import LayerTests, OfficialName, OfficialResidual, register_module
 
-__all__ = ["CGA", "CascadedGroupAttention", "LocalWindowAttention"]
+__all__ = ["CGA", "CascadedGroupAttention", "LocalWindowAttention", "CascadedGroupAttentionReference",
+           "LocalWindowAttentionReference", "relative_offset_index"]
 
 
 def _at_most(size, limit: int):
@@ -128,7 +130,7 @@ class CascadedGroupAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, C, H, W = x.shape  # one window per batch entry, H, W <= resolution
-        if textbook_enabled() or torch.jit.is_tracing() or _is_compiling():
+        if torch.jit.is_tracing() or _is_compiling():
             idx = relative_offset_index(H, W, self.resolution, x.device)
         else:
             idx = _cached_offset_index(H, W, self.resolution, x.device)
@@ -143,7 +145,7 @@ class CascadedGroupAttention(nn.Module):
             q, k, v = dw(q).flatten(2), k.flatten(2), v.flatten(2)  # (B, key_dim | d, N)
             if i == 0:  # the bias in the scores' dtype once, not once per head (autocast: fp16 q, fp32 table)
                 bias = prepare_bias(bias, q, k, v, fp32_scores=True)
-            # channels-first tokens in and out; the official token-major explicit form inside textbook(). Scores
+            # channels-first tokens in and out (the explicit form inside textbook() and traced). Scores
             # of fp16 inputs in float32: the logits of large activations overflow fp16 (|q·k| > 65504 gave inf,
             # then NaN after softmax, for inputs ×100); CUDA's fused kernels form them in float32 anyway.
             feat = channels_first_attention(q, k, v, self.scale, bias[i], fp32_scores=True).reshape(B, self.d, H, W)
@@ -178,12 +180,6 @@ class LocalWindowAttention(nn.Module):
             x = F.pad(x, (0, pad_r, 0, pad_b))  # (B, C, pH, pW)
         pH, pW = H + pad_b, W + pad_r
         nH, nW = pH // wh, pW // ww
-        if textbook_enabled():  # textbook: one window at a time
-            rows = [
-                torch.cat([self.attn(x[:, :, i * wh:(i + 1) * wh, j * ww:(j + 1) * ww]) for j in range(nW)], dim=3)
-                for i in range(nH)
-            ]
-            return torch.cat(rows, dim=2)[:, :, :H, :W]
         # window partition: B C (nH wh) (nW ww) -> (B nH nW) C wh ww
         x = x.view(B, C, nH, wh, nW, ww).permute(0, 2, 4, 1, 3, 5).reshape(B * nH * nW, C, wh, ww)
         x = self.attn(x)
@@ -298,6 +294,104 @@ class CGA(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.attn(x)
 
+    @torch.no_grad()
+    def attention_maps(self, x: torch.Tensor, cells) -> list[torch.Tensor]:
+        """The attention weights of each query cell (row, column) over its window, mean over the cascaded heads,
+        placed on the H×W map (zero outside the window). x: (1, C, H, W)."""
+        H, W = x.shape[-2:]
+        weights: list = []
+        _cga_reference(self).attn(x, maps=weights)  # per window (row-major), per head: (1, n, n)
+        lwa = self.attn
+        wh, ww = min(H, lwa.window_resolution), min(W, lwa.window_resolution)
+        n_cols = -(-W // ww)
+        heads = lwa.num_heads
+        out = []
+        for r, c in cells:
+            i, j = r // wh, c // ww
+            per_head = weights[(i * n_cols + j) * heads:(i * n_cols + j + 1) * heads]
+            row = torch.stack([w[0, (r - i * wh) * ww + (c - j * ww)] for w in per_head]).mean(0)  # (wh·ww,)
+            full = x.new_zeros(-(-H // wh) * wh, n_cols * ww)
+            full[i * wh:(i + 1) * wh, j * ww:(j + 1) * ww] = row.view(wh, ww)
+            out.append(full[:H, :W])
+        return out
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# reference formulation: the official modules restated
+# ----------------------------------------------------------------------------------------------------------------------
+class CascadedGroupAttentionReference(nn.Module):
+    """The official ``CascadedGroupAttention`` restated: same attribute names (so its state_dict loads strictly), the
+    official forward written plainly (token-major, explicit attention matrix) over one window of at most
+    ``resolution``² tokens, with the bias of its real offsets. ``forward(x, maps=list)`` appends each head's
+    attention weights (B, N_query, N_key).
+    """
+
+    def __init__(self, dim: int, key_dim: int, num_heads: int = 8, attn_ratio: float = 4, resolution: int = 14,
+                 kernels=(5, 5, 5, 5)):
+        super().__init__()
+        self.num_heads = num_heads
+        self.scale = key_dim**-0.5
+        self.key_dim = key_dim
+        self.d = int(attn_ratio * key_dim)
+        self.attn_ratio = attn_ratio
+        self.resolution = resolution
+        self.qkvs = nn.ModuleList(ConvBN(dim // num_heads, key_dim * 2 + self.d) for _ in range(num_heads))
+        self.dws = nn.ModuleList(ConvBN(key_dim, key_dim, k, 1, k // 2, g=key_dim) for k in kernels[:num_heads])
+        self.proj = nn.Sequential(nn.ReLU(), ConvBN(self.d * num_heads, dim, bn_weight_init=0))
+        self.attention_biases = nn.Parameter(torch.zeros(num_heads, resolution * resolution))
+        self.register_buffer("attention_bias_idxs", relative_offset_index(resolution, resolution, resolution))
+
+    def forward(self, x: torch.Tensor, maps: list | None = None) -> torch.Tensor:
+        B, C, H, W = x.shape  # one window
+        bias = self.attention_biases[:, relative_offset_index(H, W, self.resolution, x.device)]  # (heads, N, N)
+        splits = x.chunk(len(self.qkvs), dim=1)
+        feats = []
+        feat = splits[0]
+        for i, qkv in enumerate(self.qkvs):
+            if i > 0:  # the cascade: this head's split plus the previous head's output
+                feat = feat + splits[i]
+            q, k, v = qkv(feat).split([self.key_dim, self.key_dim, self.d], dim=1)
+            q = self.dws[i](q)
+            q, k, v = q.flatten(2), k.flatten(2), v.flatten(2)  # (B, c, N)
+            attn = (q.transpose(-2, -1) @ k) * self.scale + bias[i]  # (B, N, N)
+            attn = attn.softmax(dim=-1)
+            if maps is not None:
+                maps.append(attn)
+            feat = (v @ attn.transpose(-2, -1)).view(B, self.d, H, W)
+            feats.append(feat)
+        return self.proj(torch.cat(feats, dim=1))
+
+
+class LocalWindowAttentionReference(nn.Module):
+    """The official ``LocalWindowAttention`` restated: same attribute names, one window at a time. The map is padded
+    with zeros bottom/right to whole windows (the padded tokens take part in attention, as in the official detection
+    copy), except along an axis no larger than the window, where the window is the map's own size (see the module
+    docstring; the official module pads it up, and fails when both sides are below the window)."""
+
+    def __init__(self, dim: int, key_dim: int, num_heads: int = 8, attn_ratio: float = 4, resolution: int = 14,
+                 window_resolution: int = 7, kernels=(5, 5, 5, 5)):
+        super().__init__()
+        self.dim = dim
+        self.num_heads = num_heads
+        self.resolution = resolution
+        self.window_resolution = window_resolution
+        self.attn = CascadedGroupAttentionReference(dim, key_dim, num_heads, attn_ratio, window_resolution, kernels)
+
+    def forward(self, x: torch.Tensor, maps: list | None = None) -> torch.Tensor:
+        B, C, H, W = x.shape
+        wh, ww = min(H, self.window_resolution), min(W, self.window_resolution)
+        x = F.pad(x, (0, -W % ww, 0, -H % wh))  # zeros bottom/right
+        rows = []
+        for top in range(0, x.shape[2], wh):  # windows row-major
+            rows.append(torch.cat([self.attn(x[:, :, top:top + wh, left:left + ww], maps)
+                                   for left in range(0, x.shape[3], ww)], dim=3))
+        return torch.cat(rows, dim=2)[:, :, :H, :W]
+
+
+def _cga_reference(layer: CGA) -> OfficialResidual:
+    """``spec.reference``: ``x + LocalWindowAttentionReference(x)`` with ``layer``'s weights."""
+    return _official_cga_module(LocalWindowAttentionReference, layer)
+
 
 # ----------------------------------------------------------------------------------------------------------------------
 # registry declaration
@@ -334,11 +428,16 @@ def _official_cga(given: dict, window_key: str) -> dict:
     return ours
 
 
-def _official_cga_module(ns, layer: CGA) -> OfficialResidual:
+def _official_cga(ns, layer: CGA) -> OfficialResidual:
     """``x + LocalWindowAttention(x)``: the official module (class from the namespace ``ns``) with ``layer``'s weights
-    (``official_module``: ``yolo-attn bench``'s *official*)."""
+    (``official_module``: ``yolo-attn bench --official``)."""
+    return _official_cga_module(ns.LocalWindowAttention, layer)
+
+
+def _official_cga_module(cls: type, layer: CGA) -> OfficialResidual:
+    """``x + cls(x)`` with ``layer``'s weights, ``cls`` taking the official ``LocalWindowAttention`` arguments."""
     lwa, cga = layer.attn, layer.attn.attn
-    return OfficialResidual(ns.LocalWindowAttention(
+    return OfficialResidual(cls(
         dim=lwa.dim, key_dim=cga.key_dim, num_heads=cga.num_heads,
         attn_ratio=lwa.dim / (cga.key_dim * cga.num_heads), resolution=lwa.window_resolution,
         window_resolution=lwa.window_resolution, kernels=[dw.c.kernel_size[0] for dw in cga.dws]), lwa)
@@ -359,7 +458,21 @@ register_module(
     plausible=_cga_plausible,
     summary="Cascaded Group Attention in local windows (residual)",
     paper="EfficientViT, CVPR 2023",
-    reference="microsoft/Cream `EfficientViT/downstream/efficientvit.py` `LocalWindowAttention`",
-    official_module=_official_cga_module,
+    official_code="microsoft/Cream `EfficientViT/downstream/efficientvit.py` `LocalWindowAttention`",
+    reference=_cga_reference,
+    official_module=_official_cga,
+    maps_caption="window attention of the query point, mean over heads",
+    tests=LayerTests(
+        small=lambda: CGA(16, num_heads=2, key_dim=8, window=7, kernel=3),
+        sizes=((15, 17), (7, 7), (3, 5)),  # several windows with padding, one window, one smaller than the window
+        train_parity=False,  # the reference's per-window loop normalises each window's batch on its own
+        trace=((14, 14), ((21, 28), (7, 7), (10, 16), (3, 5))),
+        int_args={"c1": 16, "num_heads": 2, "key_dim": 8, "window": 7, "kernel": 3},
+        bad_args=(({"c1": 30, "num_heads": 4}, "num_heads"), ({"c1": 6, "num_heads": 4}, "num_heads"),
+                  ({"c1": 16, "num_heads": 2, "kernel": 4}, "kernel"), ({"c1": 16, "num_heads": 2, "kernel": 2},
+                                                                        "kernel")),
+        folds=5,  # 2 heads × (qkv, dw) Conv+BN and the output projection
+    ),
+    order=10,
     builtin=True,
 )

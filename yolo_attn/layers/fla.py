@@ -28,9 +28,10 @@ convolutions to the B×C×H×W map (same parameters, no token transposes), the f
 channel axis, the positional-encoding resize is skipped on the native grid (kept under ``torch.jit.trace`` so a trace
 generalises; the traced form also runs the depthwise convolution of all heads as one convolution, since pnnx/NCNN
 cannot fold heads into the batch axis), and the order of the products is the cheaper one, as the official code
-chooses it: φ(k)ᵀv first (linear in tokens) when tokens outnumber head channels, φ(q)φ(k)ᵀ first otherwise. ``with
-yolo_attn.layers.textbook():`` runs the token-major form with ``nn.Linear`` and always the quadratic order (the
-N×N kernel matrix φ(q)φ(k)ᵀ); both give the same outputs and gradients.
+chooses it: φ(k)ᵀv first (linear in tokens) when tokens outnumber head channels, φ(q)φ(k)ᵀ first otherwise.
+Reference formulation (:class:`FocusedLinearAttentionReference`, ``spec.reference``): the official module restated,
+token-major with ``nn.Linear`` and always the quadratic order (the N×N kernel matrix φ(q)φ(k)ᵀ, normalised), at any
+H×W (the positional encoding resized off its grid, as here); the fast path is tested against it.
 
 GPU path (profiled with ``scripts/profile_layers.py``): 35 operators that launch kernels per forward (fused, batch 1,
 any level), 41 in half precision (the six casts to and from float32 around the focusing kernel); no score matrix,
@@ -45,10 +46,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._checks import LayerArgumentError, check_divisible, check_int, check_odd_kernel
-from .attention import textbook_enabled
-from .registry import OfficialName, OfficialResidual, register_module
+from .registry import LayerTests, OfficialName, OfficialResidual, register_module
 
-__all__ = ["FLA", "FocusedLinearAttention", "focused_kernel"]
+__all__ = ["FLA", "FocusedLinearAttention", "FocusedLinearAttentionReference", "focused_kernel"]
 
 
 def focused_kernel(x: torch.Tensor, scale: torch.Tensor, p: int, dim: int = -1) -> torch.Tensor:
@@ -93,8 +93,6 @@ class FocusedLinearAttention(nn.Module):
         return pos.flatten(2).transpose(1, 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if textbook_enabled():
-            return self.forward_textbook(x)
         B, C, H, W = x.shape
         N, heads = H * W, self.num_heads
         d = C // heads
@@ -131,28 +129,6 @@ class FocusedLinearAttention(nn.Module):
         dwc = self.dwc
         bias = None if dwc.bias is None else dwc.bias.repeat(self.num_heads)
         return F.conv2d(v, dwc.weight.repeat(self.num_heads, 1, 1, 1), bias, padding=dwc.padding, groups=self.dim)
-
-    def forward_textbook(self, x: torch.Tensor) -> torch.Tensor:
-        """Token-major formulation with the quadratic order (φ(q)φ(k)ᵀ first) at every size."""
-        B, C, H, W = x.shape
-        N, heads = H * W, self.num_heads
-        tokens = x.flatten(2).transpose(1, 2)  # (B, N, C)
-        q, k, v = self.qkv(tokens).chunk(3, dim=-1)  # 3 × (B, N, C)
-
-        with torch.autocast(x.device.type, enabled=False):  # focusing power and sums in float32
-            scale = F.softplus(self.scale.float())
-            q = focused_kernel(q, scale, self.focusing_factor)
-            k = focused_kernel(k.float() + self.position(H, W), scale, self.focusing_factor)
-            q, k, vf = (t.reshape(B, N, heads, -1).transpose(1, 2) for t in (q, k, v.float()))  # (B, h, N, d)
-            z = 1 / (q @ k.mean(dim=-2, keepdim=True).transpose(-2, -1) + 1e-6)  # (B, h, N, 1)
-            qk = (q @ k.transpose(-2, -1)) / N  # (B, h, N, N): the kernel matrix, quadratic in N
-            out = (qk @ vf) * z  # (B, h, N, d)
-        out = out.to(x.dtype).transpose(1, 2).reshape(B, N, C)
-
-        v = v.reshape(B, N, heads, -1).permute(0, 2, 3, 1).reshape(B * heads, -1, H, W)  # (B·h, d, H, W)
-        out = out + self.dwc(v).reshape(B, C, N).transpose(1, 2)  # depthwise conv restores rank
-        out = self.proj_drop(self.proj(out))  # (B, N, C)
-        return out.transpose(1, 2).reshape(B, C, H, W)
 
 
 class FLA(nn.Module):
@@ -212,6 +188,78 @@ class FLA(nn.Module):
             )
         return x + self.attn(x)
 
+    @torch.no_grad()
+    def attention_maps(self, x: torch.Tensor, cells) -> list[torch.Tensor]:
+        """The focused linear attention's weights ``φ(q)·φ(k_j) / Σ_j φ(q)·φ(k_j)`` of each query cell (row, column),
+        mean over heads — the kernel matrix the linear form never builds: H×W maps. x: (1, C, H, W)."""
+        H, W = x.shape[-2:]
+        weights = []
+        _fla_reference(self).attn(x, maps=weights)
+        return [weights[0][0, :, r * W + c].mean(0).view(H, W) for r, c in cells]
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# reference formulation: the official module restated
+# ----------------------------------------------------------------------------------------------------------------------
+class FocusedLinearAttentionReference(nn.Module):
+    """The official ``FocusedLinearAttention`` restated on a B×C×H×W map: same attribute names (so its state_dict
+    loads strictly), the official token math written plainly in its quadratic order. The official module takes tokens
+    and assumes the square ``window_size`` grid; here any H×W, the positional encoding bilinearly resized off its
+    grid (as FLA does). ``forward(x, maps=list)`` appends the normalised kernel matrix (B, heads, N_query, N_key).
+    """
+
+    def __init__(self, dim: int, window_size, num_heads: int, qkv_bias: bool = True, qk_scale=None,
+                 attn_drop: float = 0.0, proj_drop: float = 0.0, focusing_factor: int = 3, kernel_size: int = 5):
+        super().__init__()
+        self.dim, self.window_size, self.num_heads = dim, tuple(window_size), num_heads
+        self.focusing_factor = focusing_factor
+        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
+        self.attn_drop = nn.Dropout(attn_drop)  # unused, as in the official module
+        self.proj = nn.Linear(dim, dim)
+        self.proj_drop = nn.Dropout(proj_drop)
+        head_dim = dim // num_heads
+        self.dwc = nn.Conv2d(head_dim, head_dim, kernel_size, padding=kernel_size // 2, groups=head_dim)
+        self.scale = nn.Parameter(torch.zeros(1, 1, dim))
+        self.positional_encoding = nn.Parameter(torch.zeros(1, self.window_size[0] * self.window_size[1], dim))
+
+    def focus(self, t: torch.Tensor) -> torch.Tensor:
+        """φ_p: ReLU, divide by the learned softplus scale, raise to the power p keeping each token's L2 norm."""
+        t = (F.relu(t) + 1e-6) / F.softplus(self.scale)
+        norm = t.norm(dim=-1, keepdim=True)
+        t = t**self.focusing_factor
+        return t / t.norm(dim=-1, keepdim=True) * norm
+
+    def forward(self, x: torch.Tensor, maps: list | None = None) -> torch.Tensor:
+        B, C, H, W = x.shape
+        N, h = H * W, self.num_heads
+        tokens = x.flatten(2).transpose(1, 2)  # (B, N, C)
+        q, k, v = self.qkv(tokens).chunk(3, dim=-1)  # 3 × (B, N, C)
+        pos = self.positional_encoding  # (1, Wh·Ww, C): resized to H×W off its grid
+        if (H, W) != self.window_size:
+            Wh, Ww = self.window_size
+            grid = pos.transpose(1, 2).reshape(1, C, Wh, Ww)
+            pos = F.interpolate(grid, size=(H, W), mode="bilinear", align_corners=False).flatten(2).transpose(1, 2)
+        q, k = self.focus(q), self.focus(k + pos)
+        q, k, v = (t.reshape(B, N, h, C // h).transpose(1, 2) for t in (q, k, v))  # (B, h, N, d)
+        z = 1 / (q @ k.mean(dim=-2, keepdim=True).transpose(-2, -1) + 1e-6)  # (B, h, N, 1): normaliser
+        kernel = (q @ k.transpose(-2, -1)) / N  # (B, h, N, N): φ(q)φ(k)ᵀ
+        if maps is not None:
+            maps.append(kernel * z)  # rows sum to 1 (up to the 1e-6)
+        out = (kernel @ v) * z  # (B, h, N, d)
+        out = out.transpose(1, 2).reshape(B, N, C)
+        vmap = v.transpose(-2, -1).reshape(B * h, C // h, H, W)  # each head's values as a map
+        out = out + self.dwc(vmap).reshape(B, C, N).transpose(1, 2)  # depthwise conv restores rank
+        out = self.proj_drop(self.proj(out))  # (B, N, C)
+        return out.transpose(1, 2).reshape(B, C, H, W)
+
+
+def _fla_reference(layer: FLA) -> OfficialResidual:
+    """``spec.reference``: ``x + FocusedLinearAttentionReference(x)`` with ``layer``'s weights."""
+    a = layer.attn
+    return OfficialResidual(FocusedLinearAttentionReference(a.dim, a.window_size, a.num_heads,
+                                                            focusing_factor=a.focusing_factor,
+                                                            kernel_size=a.dwc.kernel_size[0]), a)
+
 
 # ----------------------------------------------------------------------------------------------------------------------
 # registry declaration
@@ -243,7 +291,7 @@ def _official_fla(given: dict) -> dict:
 
 def _official_fla_module(ns, layer: FLA) -> OfficialResidual:
     """``x + FocusedLinearAttention(x as tokens)``: the official module (class from the namespace ``ns``; tokens
-    (B, N, C) in and out) with ``layer``'s weights (``official_module``: ``yolo-attn bench``'s *official*). Defined on
+    (B, N, C) in and out) with ``layer``'s weights (``official_module``: ``yolo-attn bench --official``). Defined on
     square maps only (the official code assumes H = W = sqrt(N)); it matches ours on the window×window grid."""
     a = layer.attn
     return OfficialResidual(ns.FocusedLinearAttention(a.dim, a.window_size, a.num_heads,
@@ -261,8 +309,20 @@ register_module(
     plausible=_heads_plausible,
     summary="Focused Linear Attention (residual)",
     paper="FLatten Transformer, ICCV 2023",
-    reference="LeapLabTHU/FLatten-Transformer `models/flatten_swin.py` `FocusedLinearAttention`",
+    official_code="LeapLabTHU/FLatten-Transformer `models/flatten_swin.py` `FocusedLinearAttention`",
+    reference=_fla_reference,
     textbook_bytes=lambda c, side, batch, train: batch * 8 * (side * side) ** 2 * 4 * (3 if train else 2),
     official_module=_official_fla_module,
+    maps_caption="focused linear attention weights of the query point, mean over heads",
+    tests=LayerTests(
+        small=lambda: FLA(16, num_heads=4, window=8),
+        sizes=((9, 13), (8, 8), (2, 1)),  # off-grid, on the window grid, a tiny map (the quadratic order)
+        trace=((20, 20), ((16, 24), (8, 8), (3, 50))),
+        int_args={"c1": 16, "num_heads": 4, "window": 8, "focusing_factor": 3, "kernel_size": 5},
+        bad_args=(({"c1": 30, "num_heads": 8}, "num_heads"), ({"c1": 12, "num_heads": 8}, "num_heads"),
+                  ({"c1": 16, "num_heads": 4, "window": 8, "kernel_size": 4}, "kernel_size")),
+        folds=0,  # no BatchNorm
+    ),
+    order=20,
     builtin=True,
 )

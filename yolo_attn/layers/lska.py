@@ -13,9 +13,10 @@ initialisation (PyTorch defaults) and output; ``k_size`` takes the paper's value
 Differs: an unsupported ``k_size`` is refused at construction (the official module builds and then fails in
 ``forward``); no defensive ``clone()`` of the input.
 
-Fast path (default): the depthwise separable chain on the contiguous channels-first map as it arrives (no copy, no
-clone), and without autograd the gate multiplies into the 1×1 convolution's fresh output in place (one map-sized
-allocation fewer). ``with yolo_attn.layers.textbook():`` runs the official form (``u = x.clone()`` ... ``u * attn``).
+Fast path: the depthwise separable chain on the contiguous channels-first map as it arrives (no copy, no clone), and
+without autograd the gate multiplies into the 1×1 convolution's fresh output in place (one map-sized allocation
+fewer). Reference formulation (:class:`LSKAReference`, ``spec.reference``): the official module restated — the
+defensive clone, the chain, ``u * attn`` — which the fast path is tested against.
 
 GPU path (profiled with ``scripts/profile_layers.py``): six kernels per forward (five convolutions and the gate);
 under autocast each convolution's weight and bias are cast to half per call (Ultralytics' AMP training, the official
@@ -28,10 +29,9 @@ import torch
 from torch import nn
 
 from ._checks import check_choice, check_int
-from .attention import textbook_enabled
-from .registry import register_module
+from .registry import LayerTests, load_weights, register_module
 
-__all__ = ["LSKA", "LSKA_KERNELS"]
+__all__ = ["LSKA", "LSKA_KERNELS", "LSKAReference"]
 
 LSKA_KERNELS: dict[int, tuple[int, int, int]] = {
     # k_size: (local kernel, dilated kernel, dilation); effective receptive field ≈ k_size
@@ -82,13 +82,48 @@ class LSKA(nn.Module):
         return self.conv1(attn)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        u = x.clone() if textbook_enabled() else None  # the official form's defensive clone, taken first as there
-        attn = self.gate(x)
-        if u is not None:
-            return u * attn  # textbook gate
+        attn = self.gate(x)  # (B, C, H, W)
         if attn.requires_grad or x.requires_grad or torch.jit.is_tracing():
             return x * attn  # gate (autograd needs attn unmodified)
         return attn.mul_(x)  # gate, in place into conv1's fresh output
+
+    @torch.no_grad()
+    def attention_maps(self, x: torch.Tensor, cells) -> list[torch.Tensor]:
+        """The gate map ``x`` is multiplied by, mean over channels (one map: the gate has no query). x: (1, C, H, W)."""
+        return [_lska_reference(self)(x, maps=True)[0].mean(0)]
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# reference formulation: the official module restated
+# ----------------------------------------------------------------------------------------------------------------------
+class LSKAReference(nn.Module):
+    """The official ``LSKA(dim, k_size)`` restated: same attribute names (so its state_dict loads strictly), the
+    official forward written plainly. ``forward(x, maps=True)`` returns the gate itself (``yolo-attn show``)."""
+
+    def __init__(self, dim: int, k_size: int):
+        super().__init__()
+        self.k_size = k_size
+        k0, ks, d = LSKA_KERNELS[k_size]  # KeyError for other sizes (the official module leaves its convs undefined)
+        self.conv0h = nn.Conv2d(dim, dim, (1, k0), padding=(0, (k0 - 1) // 2), groups=dim)
+        self.conv0v = nn.Conv2d(dim, dim, (k0, 1), padding=((k0 - 1) // 2, 0), groups=dim)
+        self.conv_spatial_h = nn.Conv2d(dim, dim, (1, ks), padding=(0, (ks - 1) // 2 * d), groups=dim, dilation=d)
+        self.conv_spatial_v = nn.Conv2d(dim, dim, (ks, 1), padding=((ks - 1) // 2 * d, 0), groups=dim, dilation=d)
+        self.conv1 = nn.Conv2d(dim, dim, 1)
+
+    def forward(self, x: torch.Tensor, maps: bool = False) -> torch.Tensor:
+        u = x.clone()
+        attn = self.conv0h(x)  # local 1×k0, then k0×1
+        attn = self.conv0v(attn)
+        attn = self.conv_spatial_h(attn)  # dilated 1×ks, then ks×1
+        attn = self.conv_spatial_v(attn)
+        attn = self.conv1(attn)  # 1×1 channel mixing: the gate
+        return attn if maps else u * attn
+
+
+def _lska_reference(layer: LSKA) -> LSKAReference:
+    """``spec.reference``: :class:`LSKAReference` with ``layer``'s weights (the same keys: LSKA is the official
+    module's structure itself, a gate with no residual)."""
+    return load_weights(LSKAReference(layer.conv1.in_channels, layer.k_size), layer)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -112,10 +147,8 @@ def _lska_plausible(c1: int, kw: dict) -> str | None:
 
 def _official_lska(ns, layer: LSKA) -> nn.Module:
     """The official ``LSKA(dim, k_size)`` (class from the namespace ``ns``) with ``layer``'s weights (``strict=True``;
-    the same keys; a gate, no residual): ``official_module``, ``yolo-attn bench``'s *official*."""
-    official = ns.LSKA(layer.conv1.in_channels, layer.k_size)
-    official.load_state_dict(layer.state_dict(), strict=True)
-    return official
+    the same keys; a gate, no residual): ``official_module``, ``yolo-attn bench --official``."""
+    return load_weights(ns.LSKA(layer.conv1.in_channels, layer.k_size), layer)
 
 
 register_module(
@@ -124,7 +157,20 @@ register_module(
     plausible=_lska_plausible,
     summary="Large Separable Kernel Attention (gating `x * attn`)",
     paper="LSKA, ESWA 2024",
-    reference="StevenLauHKHK/Large-Separable-Kernel-Attention `models/van.py` `LSKA`",
+    official_code="StevenLauHKHK/Large-Separable-Kernel-Attention `models/van.py` `LSKA`",
+    reference=_lska_reference,
     official_module=_official_lska,
+    maps_caption="gate map (x is multiplied by it), mean over channels",
+    maps_per_query=False,
+    tests=LayerTests(
+        small=lambda: LSKA(16, k_size=11),
+        sizes=((9, 13), (1, 3)),
+        trace=((20, 20), ((16, 24), (1, 1))),
+        int_args={"c1": 16, "k_size": 7},
+        bad_args=(({"c1": 16, "k_size": 5}, "k_size"), ({"c1": 16, "k_size": 13}, "k_size"),
+                  ({"c1": -8, "k_size": 7}, "c1")),
+        folds=0,  # no BatchNorm
+    ),
+    order=30,
     builtin=True,
 )

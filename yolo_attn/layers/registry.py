@@ -47,8 +47,10 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 from torch import nn
 
 __all__ = [
-    "LayerSpec", "OfficialName", "OfficialResidual", "REGISTRY", "register_module", "unregister", "subscribe", "lookup", "find", "suggest",
-    "builtin_specs", "discover", "CHANNEL_RULES", "IMPORTS_ENV", "ENTRY_POINT_GROUP",
+    "LayerSpec", "LayerTests", "OfficialName", "OfficialResidual", "REGISTRY", "load_weights", "register_module",
+    "unregister",
+    "subscribe", "lookup", "find", "suggest", "builtin_specs", "discover", "CHANNEL_RULES", "IMPORTS_ENV",
+    "ENTRY_POINT_GROUP",
 ]
 
 CHANNEL_RULES = ("same", "out")
@@ -74,25 +76,64 @@ class OfficialName:
 
 
 class OfficialResidual(nn.Module):
-    """``x + official(x)``, B×C×H×W in and out: an official token mixer inside our residual, with ``weights``' state
-    loaded into it (``strict=True``: same keys and shapes) — what a residual layer's ``official_module`` returns.
+    """``x + official(x)``, B×C×H×W in and out: an official (or reference) token mixer inside our residual, with
+    ``weights``' state loaded into it (``strict=True``: same keys and shapes) — what a residual layer's
+    ``official_module`` and ``reference`` return. Its parameter names are the layer's (``attn.…``).
 
     Args:
-        official: the official module, freshly built.
+        official: the official module (or the layer file's reference restatement of it), freshly built.
         weights: our module that mirrors it (e.g. ``layer.attn``), whose state it gets.
         tokens: the official module takes and returns tokens (B, H·W, C) rather than maps.
     """
 
     def __init__(self, official: nn.Module, weights: nn.Module, tokens: bool = False):
         super().__init__()
-        official.load_state_dict(weights.state_dict(), strict=True)
-        self.attn, self.tokens = official, tokens
+        self.attn, self.tokens = load_weights(official, weights), tokens
+        self.train(weights.training)
 
     def forward(self, x):
         if not self.tokens:
             return x + self.attn(x)
         B, C, H, W = x.shape
         return x + self.attn(x.flatten(2).transpose(1, 2)).transpose(1, 2).reshape(B, C, H, W)
+
+
+def load_weights(module: nn.Module, weights: nn.Module) -> nn.Module:
+    """``module`` moved to ``weights``' device and floating dtype, put in its train/eval mode, and given its state
+    with ``strict=True`` (the same keys and shapes): how a reference or official module gets a layer's weights."""
+    tensor = next((t for t in (*weights.parameters(), *weights.buffers()) if t.is_floating_point()), None)
+    if tensor is not None:
+        module.to(device=tensor.device, dtype=tensor.dtype)
+    module.load_state_dict(weights.state_dict(), strict=True)
+    return module.train(weights.training)
+
+
+@dataclass(frozen=True)
+class LayerTests:
+    """What the package's per-layer tests need to know about a layer, declared in its file next to it.
+
+    Every field has a default that suits a layer registered without it (a user's module); the shipped layers declare
+    theirs. The tests (``tests/``) are parametrised over the registry and read these.
+
+    Attributes:
+        small: a small instance with 16 input channels (unit tests); None: ``cls(16, *default_args(8))``.
+        sizes: map sizes (H, W) at which the fast path is compared with the reference (outputs and gradients).
+        train_parity: the reference agrees with the fast path in train mode too (False where train-mode BatchNorm
+            statistics differ by construction, e.g. a reference that runs one window at a time).
+        trace: (size traced at, sizes the trace must reproduce eager at): ``torch.jit.trace`` (every export).
+        int_args: valid integer constructor arguments (``c1`` included); each is checked to be refused, naming
+            the layer and the argument, when not a positive integer.
+        bad_args: further ``(constructor kwargs, argument the error must name)`` that must be refused.
+        folds: how many BatchNorms/affines ``fuse_layers`` folds in ``small()``; None: one per ``ConvBN``.
+    """
+
+    small: Callable[[], nn.Module] | None = None
+    sizes: tuple[tuple[int, int], ...] = ((9, 13), (1, 1))
+    train_parity: bool = True
+    trace: tuple[tuple[int, int], tuple[tuple[int, int], ...]] = ((20, 20), ((16, 24), (1, 1), (3, 50)))
+    int_args: Mapping[str, int] = field(default_factory=lambda: {"c1": 16})
+    bad_args: tuple[tuple[Mapping[str, Any], str], ...] = ()
+    folds: int | None = None
 
 
 @dataclass(frozen=True)
@@ -111,17 +152,29 @@ class LayerSpec:
         pickled: further classes its checkpoints pickle (inner modules), made torch safe globals with ``cls``.
         plausible: ``plausible(c1, kwargs)`` returns the reason a YAML row's arguments are implausible (heads
             narrower than 4 channels ...) or None; checked when a model is parsed, not for direct Python calls.
-        reference: the official implementation it matches (README table).
+        official_code: the official implementation it matches (README table).
         paper: the paper (README table).
         summary: one line on what it is (README table).
-        textbook_bytes: ``textbook_bytes(c, side, batch, train)``: memory of the textbook form's token×token
-            matrices (bench skips the textbook row when too large); None when it has none.
+        reference: ``reference(layer)``: the layer's reference formulation with ``layer``'s weights (``strict=True``),
+            a module B×C×H×W in and out whose parameters have the layer's names: the paper's math written plainly
+            in the official module's structure (its attribute names, so official checkpoints load), at every map
+            size the layer accepts. The fast path is compared against it (tests, ``yolo-attn bench``); ``yolo-attn
+            show`` draws its attention maps. ``layer`` is unfused. None: no reference (a user's module).
+        textbook_bytes: ``textbook_bytes(c, side, batch, train)``: memory of the reference's token×token
+            matrices (bench skips the reference row when too large); None when it has none.
         official_module: ``official_module(ns, layer)``: the official implementation of ``layer`` — built from the
-            official classes in the namespace ``ns`` (a module defining them under their official names, e.g.
-            ``tests/reference.py``) with ``layer``'s weights loaded with ``strict=True`` — as a module that takes and
-            returns B×C×H×W like ``layer`` (our residual included). ``layer`` is unfused. ``yolo-attn bench`` times
-            it as the *official* variant; None: no official counterpart.
-        builtin: shipped with yolo_attn (the tests' per-layer parametrisation covers these).
+            official classes in the namespace ``ns`` (a module defining them under their official names, e.g. a
+            file importing them from the official repository) with ``layer``'s weights loaded with ``strict=True`` — as a module that takes and
+            returns B×C×H×W like ``layer`` (our residual included). ``layer`` is unfused. ``yolo-attn bench
+            --official FILE`` times it as the *official* variant; None: no official counterpart.
+        maps_caption: what the layer's ``attention_maps(x, cells)`` method draws (``yolo-attn show``): given its
+            input (1, C, H, W) and query cells (row, column), it returns one H×W map per cell.
+        maps_per_query: False for a layer whose attention does not depend on a query (a gate): its
+            ``attention_maps`` returns a single map.
+        tests: the per-layer tests' declarations (:class:`LayerTests`).
+        order: position among the registered layers (``yolo-attn layers``, tables, error messages): ascending;
+            layers without one follow in registration order.
+        builtin: shipped with yolo_attn.
     """
 
     name: str
@@ -133,11 +186,16 @@ class LayerSpec:
     defaults: Callable[[int | None], list] | None = None
     pickled: tuple[type, ...] = ()
     plausible: Callable[[int, dict], str | None] | None = None
-    reference: str = ""
+    official_code: str = ""
     paper: str = ""
     summary: str = ""
+    reference: Callable[[nn.Module], nn.Module] | None = None
     textbook_bytes: Callable[[int, int, int, bool], int] | None = None
     official_module: Callable[[Any, nn.Module], nn.Module] | None = None
+    maps_caption: str = ""
+    maps_per_query: bool = True
+    tests: LayerTests = field(default_factory=LayerTests)
+    order: float = float("inf")
     builtin: bool = False
 
     @property
@@ -168,9 +226,13 @@ class LayerSpec:
         """YAML args for a map of side ``grid`` (None: no map known); ``[]`` means the constructor's defaults."""
         return list(self.defaults(grid)) if self.defaults is not None else []
 
+    def small(self) -> nn.Module:
+        """A small instance with 16 input channels (``tests.small``, else the per-map defaults of an 8×8 map)."""
+        return self.tests.small() if self.tests.small is not None else self.cls(16, *self.default_args(8))
+
 
 REGISTRY: dict[str, LayerSpec] = {}
-"""YAML name -> spec, in registration order (the four shipped layers first)."""
+"""YAML name -> spec, by declared ``order`` (the shipped layers first), then registration order."""
 
 _names: dict[str, str] = {}  # every YAML name (name, aliases, official names) -> spec name
 _listeners: list[Callable[[LayerSpec], None]] = []
@@ -206,8 +268,8 @@ def register_module(cls: type | None = None, *, name: str | None = None, channel
         repeats: pass the row's depth-scaled repeat count as the argument after ``c2`` and build once.
         aliases: further YAML names with the same arguments.
         **declared: further :class:`LayerSpec` fields (``pickled=(Inner,)``, ``defaults=``, ``plausible=``,
-            ``official=``, ``reference=``, ``paper=``, ``summary=``, ``textbook_bytes=``, ``official_module=``,
-            ``builtin=``).
+            ``official=``, ``official_code=``, ``paper=``, ``summary=``, ``reference=``, ``textbook_bytes=``,
+            ``official_module=``, ``maps_caption=``, ``maps_per_query=``, ``tests=``, ``order=``, ``builtin=``).
 
     Returns:
         ``cls`` unchanged (so the decorator leaves the class as it was).
@@ -244,6 +306,9 @@ def register_module(cls: type | None = None, *, name: str | None = None, channel
             for yaml_name in old.names:
                 _names.pop(yaml_name, None)
         REGISTRY[spec.name] = spec
+        ordered = sorted(REGISTRY.values(), key=lambda s: s.order)  # stable: registration order among equals
+        REGISTRY.clear()
+        REGISTRY.update((s.name, s) for s in ordered)
         for yaml_name in spec.names:
             _names[yaml_name] = spec.name
         listeners = list(_listeners)

@@ -12,7 +12,8 @@ Faithful: ``SHSA(c1, ...).attn`` has the official ``SHSA(dim=c1, qk_dim, pdim)``
 Differs: the residual (in SHViT it lives in the enclosing block) is part of this layer; attention over many tokens
 runs through ``scaled_dot_product_attention`` (see ``attention.py``): at P3 of a 640 input that is 6,400 tokens,
 whose explicit score matrix would take 164 MB per image in fp32. Small maps use the explicit form on channels-first
-tokens (no transposed copies). ``with yolo_attn.layers.textbook():`` runs the official explicit-matrix form;
+tokens (no transposed copies). Reference formulation (:class:`SHSAReference`, ``spec.reference``): the official
+module restated, with its explicit N×N attention matrix, which the fast path is tested against;
 ``yolo_attn.layers.fuse_layers`` folds both Conv+BN pairs and the GroupNorm affine into the 1×1 convolutions;
 traced (export), the GroupNorm left without affine is written with unit scale and zero shift, which pnnx/NCNN accept.
 
@@ -37,9 +38,9 @@ from torch import nn
 from ._checks import LayerArgumentError, check_int
 from .attention import channels_first_attention
 from .conv_bn import ConvBN
-from .registry import OfficialName, OfficialResidual, register_module
+from .registry import LayerTests, OfficialName, OfficialResidual, register_module
 
-__all__ = ["SHSA", "SingleHeadSelfAttention"]
+__all__ = ["SHSA", "SingleHeadSelfAttention", "SHSAReference"]
 
 
 class SingleHeadSelfAttention(nn.Module):
@@ -128,6 +129,52 @@ class SHSA(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.attn(x)
 
+    @torch.no_grad()
+    def attention_maps(self, x: torch.Tensor, cells) -> list[torch.Tensor]:
+        """The softmax attention of each query cell (row, column) over all positions (its single head): H×W maps.
+        x: (1, C, H, W)."""
+        H, W = x.shape[-2:]
+        weights = []
+        _shsa_reference(self).attn(x, maps=weights)
+        return [weights[0][0, r * W + c].view(H, W) for r, c in cells]
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# reference formulation: the official module restated
+# ----------------------------------------------------------------------------------------------------------------------
+class SHSAReference(nn.Module):
+    """The official ``SHSA(dim, qk_dim, pdim)`` token mixer restated: same attribute names (so its state_dict loads
+    strictly), the official forward written plainly with its explicit attention matrix; any H×W.
+    ``forward(x, maps=list)`` appends the attention weights (B, N_query, N_key) to ``maps`` (``yolo-attn show``)."""
+
+    def __init__(self, dim: int, qk_dim: int, pdim: int):
+        super().__init__()
+        self.scale = qk_dim**-0.5
+        self.qk_dim = qk_dim
+        self.dim = dim
+        self.pdim = pdim
+        self.pre_norm = nn.GroupNorm(1, pdim)
+        self.qkv = ConvBN(pdim, qk_dim * 2 + pdim)
+        self.proj = nn.Sequential(nn.ReLU(), ConvBN(dim, dim, bn_weight_init=0))
+
+    def forward(self, x: torch.Tensor, maps: list | None = None) -> torch.Tensor:
+        B, C, H, W = x.shape
+        x1, x2 = x[:, :self.pdim], x[:, self.pdim:]  # attended | passed through
+        qkv = self.qkv(self.pre_norm(x1)).flatten(2)  # (B, 2·qk_dim + pdim, N)
+        q, k, v = qkv.split([self.qk_dim, self.qk_dim, self.pdim], dim=1)
+        attn = (q.transpose(1, 2) @ k) * self.scale  # (B, N, N): query × key
+        attn = attn.softmax(dim=-1)
+        if maps is not None:
+            maps.append(attn)
+        x1 = (v @ attn.transpose(1, 2)).reshape(B, self.pdim, H, W)  # (B, pdim, N) -> map
+        return self.proj(torch.cat([x1, x2], dim=1))
+
+
+def _shsa_reference(layer: SHSA) -> OfficialResidual:
+    """``spec.reference``: ``x + SHSAReference(x)`` with ``layer``'s weights."""
+    a = layer.attn
+    return OfficialResidual(SHSAReference(a.dim, a.qk_dim, a.pdim), a)
+
 
 # ----------------------------------------------------------------------------------------------------------------------
 # registry declaration
@@ -140,7 +187,7 @@ def _shsa_plausible(c1: int, kw: dict) -> str | None:
 
 def _official_shsa_module(ns, layer: SHSA) -> OfficialResidual:
     """``x + SHSA(x)``: the official module (class from the namespace ``ns``) with ``layer``'s weights
-    (``official_module``: ``yolo-attn bench``'s *official*)."""
+    (``official_module``: ``yolo-attn bench --official``)."""
     a = layer.attn
     return OfficialResidual(ns.SHSA(a.dim, a.qk_dim, a.pdim), a)
 
@@ -154,8 +201,19 @@ register_module(
     plausible=_shsa_plausible,
     summary="Single-Head Self-Attention (residual)",
     paper="SHViT, CVPR 2024",
-    reference="ysj9909/SHViT `model/shvit.py` `SHSA`",
+    official_code="ysj9909/SHViT `model/shvit.py` `SHSA`",
+    reference=_shsa_reference,
     textbook_bytes=lambda c, side, batch, train: batch * (side * side) ** 2 * 4 * (3 if train else 2),
     official_module=_official_shsa_module,
+    maps_caption="softmax attention of the query point",
+    tests=LayerTests(
+        small=lambda: SHSA(16, qk_dim=8),
+        sizes=((9, 13), (1, 1)),
+        trace=((20, 20), ((16, 24), (1, 1))),
+        int_args={"c1": 16, "qk_dim": 8, "pdim": 4},
+        bad_args=(({"c1": 16, "pdim": 17}, "pdim"), ({"c1": 1, "pdim": 2}, "pdim"), ({"c1": 16, "pdim": -4}, "pdim")),
+        folds=3,  # qkv and proj Conv+BN, and the GroupNorm affine into qkv
+    ),
+    order=40,
     builtin=True,
 )
