@@ -16,8 +16,9 @@ from pathlib import Path
 
 import torch
 
-from yolo_attn.bench import COMPILE_SECTION, compile_subjects, cpu_name, measure_compiled
-from yolo_attn.bench import write_section as write_between_markers
+from bench_report import COMPILE_SECTION
+from bench_report import write_section as write_between_markers
+from yolo_attn.bench import compile_subjects, cpu_name, measure_compiled
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,6 +1,8 @@
-"""``yolo-attn bench``'s GPU path, run on CPU: the official counterparts the layers declare (the *official* column is
-the official module with our weights, so it must give our outputs), the in-process runners with ``device="cpu"``
-(the functions ``--device cuda`` calls), and the GPU section of BENCHMARKS.md (``--from-json``, the placeholder)."""
+"""``yolo-attn bench`` (yolo_attn.bench: the measuring, a plain table and JSON) and the project's report writer
+(scripts/bench_report.py: BENCHMARKS.md), run on CPU: the official counterparts the layers declare (the *official*
+column is the official module with our weights, so it must give our outputs), the in-process runners with
+``device="cpu"`` (the functions ``--device cuda`` calls), the command's table and JSON, and the GPU section of
+BENCHMARKS.md (``--from-json``, the placeholder)."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import types
 import pytest
 import torch
 
+import bench_report
 from conftest import BUILTIN, ROOT, randomize_, rel_err
 from yolo_attn import bench
 from yolo_attn.configs import insert
@@ -144,7 +147,7 @@ def test_compile_rows_count_recompiles():
 def gpu_json(tmp_path_factory, model_rows, compile_rows):
     """A GPU run's figures as ``--device cuda`` stores them: run_gpu's layer part on CPU (its meta too), with the
     model and compile rows above."""
-    data = bench.run_gpu("cpu", ["SHSA"], dict(bench.GPU_RUNS["quick"], **FAST), skip={"models", "compile"},
+    data = bench.run_gpu("cpu", ["SHSA"], dict(bench_report.GPU_RUNS["quick"], **FAST), skip={"models", "compile"},
                          official_path=REFERENCE, dtypes=["fp32"], command="yolo-attn bench --device cuda",
                          shapes=[SMALL], log=lambda s: None)
     data["models"] = [bench.asdict(r) for r in model_rows]
@@ -155,7 +158,7 @@ def gpu_json(tmp_path_factory, model_rows, compile_rows):
 
 
 def _outside(text: str) -> tuple[str, str]:
-    start, end = bench.GPU_SECTION
+    start, end = bench_report.GPU_SECTION
     before, rest = text.split(start, 1)
     return before, rest.split(end, 1)[1]
 
@@ -164,44 +167,44 @@ def test_from_json_replaces_only_the_gpu_section(gpu_json, tmp_path):
     report = tmp_path / "BENCHMARKS.md"
     shutil.copy(ROOT / "BENCHMARKS.md", report)
     original = report.read_text(encoding="utf-8")
-    assert bench.main(["--from-json", str(gpu_json), "--out", str(report)]) == 0
+    assert bench_report.main(["--from-json", str(gpu_json), "--out", str(report)]) == 0
     text = report.read_text(encoding="utf-8")
     assert _outside(text) == _outside(original)  # the rest byte-identical
-    section = text.split(bench.GPU_SECTION[0], 1)[1].split(bench.GPU_SECTION[1], 1)[0]
-    assert section.strip() == bench.render_gpu_section(json.loads(gpu_json.read_text()), gpu_json)
+    section = text.split(bench_report.GPU_SECTION[0], 1)[1].split(bench_report.GPU_SECTION[1], 1)[0]
+    assert section.strip() == bench_report.render_gpu_section(json.loads(gpu_json.read_text()), gpu_json)
     assert "### What was checked" in section and "fast/official" in section and "not measured" in section
     assert "| SHSA | yolov8n | P5 | 32 @ 8×8 | 1 | infer |" in section and "tiny-shsa" in section
     assert "torch.compile against eager" in section and "reference.py" in section
-    assert bench.main(["--from-json", str(gpu_json), "--out", str(report)]) == 0
+    assert bench_report.main(["--from-json", str(gpu_json), "--out", str(report)]) == 0
     assert report.read_text(encoding="utf-8") == text  # idempotent
 
 
 def test_from_json_adds_the_markers_at_the_end_when_missing(gpu_json, tmp_path):
     report = tmp_path / "r.md"
     report.write_text("# Benchmarks\n\nCPU tables\n", encoding="utf-8")
-    bench.main(["--from-json", str(gpu_json), "--out", str(report)])
+    bench_report.main(["--from-json", str(gpu_json), "--out", str(report)])
     text = report.read_text(encoding="utf-8")
-    assert text.startswith("# Benchmarks\n\nCPU tables\n\n" + bench.GPU_SECTION[0] + "\n## GPU\n")
-    assert text.endswith(bench.GPU_SECTION[1] + "\n")
+    assert text.startswith("# Benchmarks\n\nCPU tables\n\n" + bench_report.GPU_SECTION[0] + "\n## GPU\n")
+    assert text.endswith(bench_report.GPU_SECTION[1] + "\n")
 
 
 def test_placeholder_says_not_measured(tmp_path):
-    body = bench.render_gpu_section(None)
+    body = bench_report.render_gpu_section(None)
     assert "**Not measured.**" in body and "ms" not in body.replace("msg", "")
-    assert all(f"{t}: not measured" in body for t in bench.GPU_TARGETS.values())
+    assert all(f"{t}: not measured" in body for t in bench_report.GPU_TARGETS.values())
     report = tmp_path / "BENCHMARKS.md"
     shutil.copy(ROOT / "BENCHMARKS.md", report)
-    bench.main(["--from-json", str(tmp_path / "missing.json"), "--out", str(report)])  # no recorded GPU run
-    assert "**Not measured.**" in report.read_text(encoding="utf-8").split(bench.GPU_SECTION[0], 1)[1]
+    bench_report.main(["--from-json", str(tmp_path / "missing.json"), "--out", str(report)])  # no recorded GPU run
+    assert "**Not measured.**" in report.read_text(encoding="utf-8").split(bench_report.GPU_SECTION[0], 1)[1]
 
 
 def test_committed_gpu_section_is_what_the_code_renders():
     """BENCHMARKS.md's GPU section is rendered from benchmarks/gpu_results.json, or is the placeholder without it
-    (run ``yolo-attn bench --from-json`` after changing either)."""
-    path = ROOT / bench.GPU_JSON
+    (run ``python scripts/bench_report.py --from-json`` after changing either)."""
+    path = ROOT / bench_report.GPU_JSON
     text = (ROOT / "BENCHMARKS.md").read_text(encoding="utf-8")
-    section = text.split(bench.GPU_SECTION[0], 1)[1].split(bench.GPU_SECTION[1], 1)[0].strip()
-    assert section == bench.render_gpu_section(bench.read_gpu_json(path), bench.GPU_JSON)
+    section = text.split(bench_report.GPU_SECTION[0], 1)[1].split(bench_report.GPU_SECTION[1], 1)[0].strip()
+    assert section == bench_report.render_gpu_section(bench_report.read_gpu_json(path), bench_report.GPU_JSON)
 
 
 def test_cpu_report_keeps_the_generated_sections(tmp_path, gpu_json):
@@ -210,10 +213,58 @@ def test_cpu_report_keeps_the_generated_sections(tmp_path, gpu_json):
     shutil.copy(ROOT / "BENCHMARKS.md", report)
     old = report.read_text(encoding="utf-8")
     report.write_text("# Benchmarks\n\nnew CPU tables\n", encoding="utf-8")  # what write_report leaves
-    bench._carry_sections(report, old, gpu_json)
+    bench_report._carry_sections(report, old, gpu_json)
     text = report.read_text(encoding="utf-8")
-    for start, end in (bench.COMPILE_SECTION, bench.GPU_SECTION):
+    for start, end in (bench_report.COMPILE_SECTION, bench_report.GPU_SECTION):
         assert start + old.split(start, 1)[1].split(end, 1)[0] + end in text
     report.write_text("# Benchmarks\n", encoding="utf-8")
-    bench._carry_sections(report, "", gpu_json)  # a report without them: the GPU section from the recorded run
+    bench_report._carry_sections(report, "", gpu_json)  # a report without them: the GPU section from the recorded run
     assert "### What was checked" in report.read_text(encoding="utf-8")
+
+
+def test_command_prints_a_plain_table_and_writes_the_json(tmp_path, capsys):
+    """``yolo-attn bench`` on one small shape: a plain table (fast, textbook and, from the checkout's
+    tests/reference.py by default, official) on stdout and every figure in the JSON; no report file is written."""
+    out = tmp_path / "bench.json"
+    assert bench.main(["--layers", "shsa", "--levels", "P5", "--modes", "infer", "--reps", "2,2", "--budget", "0",
+                       "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    head, row = text.splitlines()[:2]
+    assert head.split()[:3] == ["layer", "shape", "batch"] and "official ms" in head and "textbook ms" in head
+    assert row.split()[:5] == ["SHSA", "yolov8n", "P5", "256@20x20", "1"], row
+    assert "|" not in text and "**" not in text  # plain text, not Markdown
+    data = json.loads(out.read_text())
+    (r,) = data["layers"]
+    assert (r["layer"], r["level"], r["mode"], len(r["fast_samples"])) == ("SHSA", "P5", "infer", 2)
+    assert r["textbook_s"] > 0 and r["official_s"] > 0 and data["meta"]["official"] == str(REFERENCE)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bench.json"]
+
+
+def test_command_rejects_what_it_does_not_know(capsys):
+    for argv, message in ((["--layers", "NOPE"], "NOPE"), (["--levels", "P9"], "--levels: choose from"),
+                          (["--dtypes", "fp8"], "--dtypes: choose from"), (["--reps", "3"], "--reps")):
+        with pytest.raises(SystemExit) as e:
+            bench.main(argv)
+        assert e.value.code == 2 and message in capsys.readouterr().err, argv
+
+
+@pytest.mark.slow  # a fresh interpreter per row (~10 s)
+def test_command_isolated_rows(capsys):
+    assert bench.main(["--isolate", "--layers", "LSKA", "--levels", "P5", "--modes", "infer", "--reps", "1,1",
+                       "--budget", "0"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].split()[:2] == ["LSKA", "yolov8n"] and "official ms" not in lines[0]
+
+
+def test_the_package_carries_no_report():
+    """The report (targets, verdicts, BENCHMARKS.md sections) lives in scripts/bench_report.py, not in the wheel."""
+    for name in ("GPU_TARGETS", "evaluate_targets", "gpu_checks", "write_report", "render_gpu_section",
+                 "write_section", "GPU_SECTION", "NOISE_FLOOR"):
+        assert not hasattr(bench, name) and hasattr(bench_report, name), name
+
+
+def test_write_section_replaces_between_markers(tmp_path):
+    p = tmp_path / "r.md"
+    p.write_text("a\n<!-- t -->\nold\n<!-- /t -->\nb\n")
+    bench_report.write_section(p, "new", ("<!-- t -->", "<!-- /t -->"))
+    assert p.read_text() == "a\n<!-- t -->\nnew\n<!-- /t -->\nb\n"
