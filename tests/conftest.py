@@ -30,9 +30,12 @@ OLD_ULTRALYTICS = ("8.1.47", "8.2.103", "8.3.240")
 
 yolo_attn.discover()  # layers of the modules in YOLO_ATTN_IMPORTS join every per-layer test below
 BUILTIN = tuple(builtin_specs())
-"""The shipped layers (those with an independent reference formulation in ``reference.py``)."""
+"""The shipped layers."""
 NAMES = tuple(REGISTRY)
-"""Every registered layer: the shipped ones and any found through YOLO_ATTN_IMPORTS or entry points."""
+"""Every registered layer: the shipped ones, any layer file added to yolo_attn/layers, and any found through
+YOLO_ATTN_IMPORTS or entry points."""
+REFERENCED = tuple(name for name in NAMES if REGISTRY[name].reference is not None)
+"""The registered layers that declare a reference formulation (every shipped one): the parity tests run on these."""
 
 
 SLOW_REASON = "slow: end-to-end test; run with --runslow (the README's test command does)"
@@ -83,20 +86,45 @@ def wheel(tmp_path_factory) -> Path:
 
 
 @torch.no_grad()
-def randomize_(module: torch.nn.Module, seed: int) -> torch.nn.Module:
-    """Seeded random parameters and BatchNorm statistics (so no branch is 0 and BN is not the identity)."""
+def randomize_(module: torch.nn.Module, seed: int, sharp: bool = False) -> torch.nn.Module:
+    """Overwrite every floating parameter and buffer with seeded random values (so no branch is 0 and BatchNorm is not
+    the identity): the one randomiser of the tests.
+
+    Matrices and kernels get std 1/sqrt(fan_in), so activations stay O(1); BatchNorm running variances 0.5..1.5;
+    everything else (biases, BatchNorm shifts and means, bias tables, positional encodings, temperatures) std 0.5.
+    With ``sharp`` (parity tests) norm scales get magnitudes in [1, 2] and random signs, so attention logits are O(1)
+    and the softmax is far from flat (a parity test with near-uniform attention barely notices a wrong scale);
+    without it they get std 0.5 like the rest, which keeps bf16 attention error within a few 1e-3.
+    """
     g = torch.Generator().manual_seed(seed)
     for name, t in list(module.named_parameters()) + list(module.named_buffers()):
         if not t.is_floating_point():
             continue
-        if name.endswith("running_var"):
+        leaf = name.rsplit(".", 1)[-1]
+        if leaf == "running_var":
             val = torch.rand(t.shape, generator=g) + 0.5
-        elif t.dim() >= 2 and name.endswith("weight"):
+        elif leaf == "weight" and t.dim() >= 2:
             val = torch.randn(t.shape, generator=g) / t[0].numel() ** 0.5
+        elif leaf == "weight" and sharp:
+            mag = torch.rand(t.shape, generator=g) + 1.0
+            val = torch.where(torch.rand(t.shape, generator=g) < 0.5, -mag, mag)
         else:
             val = torch.randn(t.shape, generator=g) * 0.5
         t.copy_(val)
     return module
+
+
+def spec_of(layer: torch.nn.Module):
+    """The registry spec of a layer instance."""
+    return next(s for s in REGISTRY.values() if type(layer) is s.cls)
+
+
+def small(name: str, seed: int | None = None, sharp: bool = False) -> torch.nn.Module:
+    """The layer's declared small instance (16 input channels; ``LayerTests.small``), randomised when ``seed`` is
+    given: the one table of small instances."""
+    torch.manual_seed(0)
+    layer = REGISTRY[name].small()
+    return layer if seed is None else randomize_(layer, seed, sharp)
 
 
 def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:

@@ -3,8 +3,8 @@ present (the CI machines have none), so ``pytest -m cuda`` on a GPU machine runs
 
 What is checked, every registered layer unless named:
 
-* fp32 parity of the fast path with the textbook form, outputs and gradients (TF32 off: cuDNN convolutions would
-  otherwise round to 10 bits on Ampere and later, on both sides differently for CGA's per-window textbook loop);
+* fp32 parity of the fast path with the layer's reference formulation (``spec.reference``), outputs and gradients
+  (TF32 off: cuDNN convolutions would otherwise round to 10 bits on Ampere and later, differently on each side);
 * fp16 / bf16 autocast and ``.half()`` against fp32 with the CPU suite's tolerances (``test_precision.TOL``);
 * finite outputs and gradients under autocast in training mode, on inputs 8× unit scale (where the official FLA
   and CGA overflow in fp16);
@@ -12,7 +12,7 @@ What is checked, every registered layer unless named:
   flash / memory-efficient / cuDNN, which raises "No available kernel" if the inputs made SDPA fall back to the math
   kernel (the N×N one);
 * peak memory at P3 of YOLOv8n (80×80, 64 channels), batch 16, one training step: SHSA ≤ 0.3 GB (the math kernel
-  took 10.1 GB on an H200), CGA no more than the official module's (``reference.LocalWindowAttention``);
+  took 10.1 GB on an H200), CGA no more than its reference's (the official ``LocalWindowAttention`` restated);
 * a one-epoch ``yolo train ... device=0 amp=True`` with SHSA in the neck (slow).
 """
 
@@ -20,19 +20,14 @@ from __future__ import annotations
 
 import copy
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-from conftest import NAMES, bin_path, make_layer, randomize_, rel_err
+from conftest import NAMES, REFERENCED, bin_path, make_layer, randomize_, rel_err
+from test_precision import TOL, random_layer
+from yolo_attn.layers import CGA, SHSA
 from yolo_attn.layers.registry import REGISTRY
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import reference as R  # noqa: E402
-from test_precision import TOL, random_layer  # noqa: E402
-from yolo_attn.layers import CGA, SHSA, textbook  # noqa: E402
 
 pytestmark = [
     pytest.mark.cuda,
@@ -53,11 +48,11 @@ def exact_fp32():
     torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
 
 
-def step(layer: torch.nn.Module, x: torch.Tensor, use_textbook: bool = False, dtype=None):
-    """Output, input gradient and parameter gradients of one forward/backward with a fixed random cotangent."""
+def step(layer: torch.nn.Module, x: torch.Tensor, dtype=None):
+    """Output, input gradient and parameter gradients (by name) of one forward/backward with a fixed cotangent."""
     layer.zero_grad(set_to_none=True)
     x = x.detach().clone().requires_grad_(True)
-    with textbook(use_textbook), torch.autocast("cuda", dtype=dtype or torch.float16, enabled=dtype is not None):
+    with torch.autocast("cuda", dtype=dtype or torch.float16, enabled=dtype is not None):
         y = layer(x)
     cot = torch.randn(y.shape, generator=torch.Generator().manual_seed(1)).to(y)
     (y * cot).float().sum().backward()
@@ -65,16 +60,15 @@ def step(layer: torch.nn.Module, x: torch.Tensor, use_textbook: bool = False, dt
 
 
 @pytest.mark.parametrize("mode", ["eval", "train"])
-@pytest.mark.parametrize("name", NAMES)
-def test_fast_path_matches_textbook_fp32_on_cuda(name, mode):
+@pytest.mark.parametrize("name", REFERENCED)
+def test_fast_path_matches_reference_fp32_on_cuda(name, mode):
     """Tolerance 1e-4: at 64 channels and 300 tokens the orders of the products differ (FLA's linear order against
-    the quadratic one gives 4e-5 on the input gradient on CPU too). CGA in train mode: one window, since the textbook
-    loop normalises each window's batch on its own."""
+    the quadratic one gives 4e-5 on the input gradient on CPU too)."""
     layer = randomize_(make_layer(name, 64, grid=20), 3).cuda().train(mode == "train")
-    side = (7, 7) if name == "CGA" and mode == "train" else (20, 15)
-    x = torch.randn(2, 64, *side, generator=torch.Generator().manual_seed(4)).cuda()
+    ref = REGISTRY[name].reference(layer)  # the same weights, parameters of the same names, on the GPU
+    x = torch.randn(2, 64, 20, 15, generator=torch.Generator().manual_seed(4)).cuda()
     y, gx, gp = step(layer, x)
-    y_ref, gx_ref, gp_ref = step(layer, x, use_textbook=True)
+    y_ref, gx_ref, gp_ref = step(ref, x)
     assert rel_err(y_ref, x) > 1e-3, "the layer is (nearly) the identity"
     assert rel_err(y, y_ref) <= 1e-4, rel_err(y, y_ref)
     assert rel_err(gx, gx_ref) <= 1e-4, rel_err(gx, gx_ref)
@@ -87,11 +81,11 @@ def test_fast_path_matches_textbook_fp32_on_cuda(name, mode):
 @pytest.mark.parametrize("name", ["SHSA", "CGA"])
 @pytest.mark.parametrize("side", [80, 20])
 def test_shsa_and_cga_at_yolo_shapes_match_the_official_on_cuda(name, side):
-    """At P3 and P5 of YOLOv8n, fp32 eval: the official module (independent restatement, same weights) agrees."""
+    """At P3 and P5 of YOLOv8n, fp32 eval: the official module (the reference restatement, same weights) agrees."""
     torch.manual_seed(0)
     c = 64 if side == 80 else 256
     ours = randomize_(SHSA(c) if name == "SHSA" else CGA(c), 6)
-    ref = REGISTRY[name].official_module(R, ours)  # x + the official module, with our weights (strict)
+    ref = REGISTRY[name].reference(ours)  # x + the official module restated, with our weights (strict)
     ours, ref = ours.cuda().eval(), ref.cuda().eval()
     x = torch.randn(2, c, side, side, generator=torch.Generator().manual_seed(7)).cuda()
     with torch.no_grad():
@@ -168,7 +162,7 @@ def test_shsa_p3_batch16_training_memory_is_linear_in_tokens():
 
 def test_cga_p3_batch16_training_memory_at_most_the_officials():
     ours = randomize_(CGA(64), 1)
-    official = REGISTRY["CGA"].official_module(R, ours)  # our residual around it, for a like-for-like count
+    official = REGISTRY["CGA"].reference(ours)  # the official module restated in our residual: like for like
     ours.cuda().train(), official.cuda().train()
     x = torch.randn(*P3, device="cuda")
     for dtype in (None, torch.float16):

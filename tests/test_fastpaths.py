@@ -1,10 +1,12 @@
-"""Fast paths against the textbook formulations kept in the package (``yolo_attn.layers.textbook``).
+"""Fast paths against the reference formulations declared in each layer's file (``LayerSpec.reference``).
 
 Every layer's default forward (SDPA / channels-first attention, batched windows, linear-order FLA, clone-free LSKA)
-must give the textbook's outputs *and gradients* (input and every parameter): fp32 to a relative 1e-5, bf16 autocast
-and fp16 to a few 1e-2. Structural tests check that each fast path really is the one taken: no N×N tensor where the
-point is to avoid it, one batched window call instead of a loop, no clone, no module built per call. No timing here:
-speed is measured by ``yolo-attn bench``.
+must give its reference's outputs *and gradients* (input and every parameter, matched by name: the reference has the
+layer's parameter names): fp32 to a relative 1e-5, in eval and train mode, at the sizes the layer declares
+(``LayerTests.sizes``); in half precision close to the reference in fp32. Parametrised over the registry, so every
+layer with a reference gets them. Structural tests check that each fast path really is the one taken: no N×N tensor
+where the point is to avoid it, one batched window call instead of a loop, no clone, no module built per call. No
+timing here: speed is measured by ``yolo-attn bench``.
 """
 
 from __future__ import annotations
@@ -18,16 +20,15 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 import yolo_attn.layers.attention as attention
 import yolo_attn.layers.cga as cga_module
-from conftest import BUILTIN, randomize_, rel_err
+from conftest import REFERENCED, randomize_, rel_err, small, spec_of
 from yolo_attn.layers import CGA, FLA, LSKA, SHSA, textbook, textbook_enabled
 
 
-def run(layer: torch.nn.Module, x: torch.Tensor, use_textbook: bool, autocast_dtype=None):
-    """Output, input gradient and parameter gradients of one forward/backward with a fixed random cotangent."""
+def run(layer: torch.nn.Module, x: torch.Tensor, autocast_dtype=None):
+    """Output, input gradient and parameter gradients (by name) of one forward/backward with a fixed cotangent."""
     layer.zero_grad(set_to_none=True)
     x = x.detach().clone().requires_grad_(True)
-    with textbook(use_textbook), torch.autocast("cpu", dtype=autocast_dtype or torch.bfloat16,
-                                                enabled=autocast_dtype is not None):
+    with torch.autocast("cpu", dtype=autocast_dtype or torch.bfloat16, enabled=autocast_dtype is not None):
         y = layer(x)
     cot = torch.randn(y.shape, generator=torch.Generator().manual_seed(1)).to(y.dtype)
     (y * cot).float().sum().backward()
@@ -35,9 +36,16 @@ def run(layer: torch.nn.Module, x: torch.Tensor, use_textbook: bool, autocast_dt
     return y.detach(), x.grad.detach(), grads
 
 
-def assert_fast_matches_textbook(layer, x, tol=1e-5, autocast_dtype=None, param_tol=None):
-    y_fast, gx_fast, gp_fast = run(layer, x, False, autocast_dtype)
-    y_ref, gx_ref, gp_ref = run(layer, x, True, autocast_dtype)
+def reference(layer: torch.nn.Module) -> torch.nn.Module:
+    """The layer's reference formulation with its weights (``spec.reference``), in fp32, in the layer's mode."""
+    return spec_of(layer).reference(copy.deepcopy(layer).float())
+
+
+def assert_fast_matches_reference(layer, x, tol=1e-5, autocast_dtype=None, param_tol=None):
+    """``layer`` (as it is, or under autocast) against its reference in fp32 on ``x`` in fp32."""
+    ref = reference(layer)
+    y_fast, gx_fast, gp_fast = run(layer, x, autocast_dtype)
+    y_ref, gx_ref, gp_ref = run(ref, x.float())
     assert y_ref.abs().max() > 1e-2
     assert rel_err(y_fast, y_ref) <= tol, ("output", rel_err(y_fast, y_ref))
     assert rel_err(gx_fast, gx_ref) <= tol, ("input grad", rel_err(gx_fast, gx_ref))
@@ -69,36 +77,22 @@ def lska():
 
 
 FACTORIES = {"CGA": cga, "SHSA": shsa, "FLA": fla, "LSKA": lska}
-
-
-def test_every_shipped_layer_has_fast_path_tests():
-    assert set(FACTORIES) == set(BUILTIN), "a shipped layer whose fast path is not compared with its textbook form"
-# sizes: several windows with padding (CGA), off-grid and on-grid (FLA, window 8), one tiny map (FLA quadratic order)
-SIZES = {"CGA": [(15, 17), (7, 7), (3, 5)], "SHSA": [(9, 13), (1, 1)], "FLA": [(9, 13), (8, 8), (2, 1)],
-         "LSKA": [(9, 13), (1, 3)]}
+"""Instances of the shipped layers for the structural tests of their fast paths (below)."""
 
 
 # ----------------------------------------------------------------------------------------------------------------------
-# fp32 parity: outputs and gradients
+# fp32 parity: outputs and gradients, every layer with a reference, at its declared sizes
 # ----------------------------------------------------------------------------------------------------------------------
-# CGA in train mode only with one window per image (below): the textbook form loops over windows, so its train-mode
-# BatchNorm statistics are per window by design, and the two forms agree only when there is one window.
-@pytest.mark.parametrize("name,mode", [(n, m) for m in ("eval", "train") for n in FACTORIES if (n, m) != ("CGA", "train")])
-def test_fast_path_matches_textbook_fp32(name, mode):
-    layer = FACTORIES[name]().train(mode == "train")
+@pytest.mark.parametrize("mode", ["eval", "train"])
+@pytest.mark.parametrize("name", REFERENCED)
+def test_fast_path_matches_reference_fp32(name, mode):
+    layer = small(name, seed=REFERENCED.index(name) + 1).train(mode == "train")
     g = torch.Generator().manual_seed(0)
-    for H, W in SIZES[name]:
+    for H, W in spec_of(layer).tests.sizes:
         x = torch.randn(2, 16, H, W, generator=g)
-        assert_fast_matches_textbook(layer, x)
-
-
-def test_cga_train_mode_same_within_a_single_window():
-    """With one window per image the per-window loop and the batched windows see the same BatchNorm batch."""
-    layer = cga().train()
-    # key biases before train-mode BatchNorm get gradients that are zero in exact arithmetic (a shift of all keys does
-    # not change the softmax); in fp32 they carry noise of ~1e-5 of the largest bias gradient
-    assert_fast_matches_textbook(layer, torch.randn(2, 16, 7, 7, generator=torch.Generator().manual_seed(0)),
-                                 param_tol=5e-5)
+        # key biases before train-mode BatchNorm get gradients that are zero in exact arithmetic (a shift of all keys
+        # does not change the softmax); in fp32 they carry noise of ~1e-5 of the largest bias gradient
+        assert_fast_matches_reference(layer, x, param_tol=5e-5 if mode == "train" else None)
 
 
 SDPA_LAYERS = {  # equal head dims, and q/k narrower (SHSA) or wider (CGA) than v: the zero-padded SDPA inputs
@@ -110,7 +104,7 @@ SDPA_LAYERS = {  # equal head dims, and q/k narrower (SHSA) or wider (CGA) than 
 
 
 @pytest.mark.parametrize("name", list(SDPA_LAYERS))
-def test_sdpa_branch_matches_textbook(name, monkeypatch):
+def test_sdpa_branch_matches_reference(name, monkeypatch):
     """The SDPA branch (bias as an additive mask for CGA, with its gradient) at test-sized maps: threshold lowered."""
     monkeypatch.setattr(attention, "SDPA_MIN_PAIRS", 1)
     monkeypatch.setattr(attention, "CPU_GRAD_EXPLICIT_MAX_BYTES", 0)  # SDPA also while recording gradients
@@ -123,7 +117,11 @@ def test_sdpa_branch_matches_textbook(name, monkeypatch):
 
     monkeypatch.setattr(attention.F, "scaled_dot_product_attention", spy)
     layer = SDPA_LAYERS[name]().eval()
-    assert_fast_matches_textbook(layer, torch.randn(2, 16, 15, 17, generator=torch.Generator().manual_seed(5)))
+    ref = reference(layer)  # built before the spy counts: the reference's own attention is explicit anyway
+    x = torch.randn(2, 16, 15, 17, generator=torch.Generator().manual_seed(5))
+    y_ref, gx_ref, _ = run(ref, x)
+    assert not called, "the reference formulation went through SDPA"
+    assert_fast_matches_reference(layer, x)
     assert called and all(has_mask == name.startswith("CGA") for has_mask in called)
 
 
@@ -132,9 +130,9 @@ def test_shsa_sdpa_at_natural_threshold(monkeypatch):
     assert 33 * 32 * 33 * 32 >= attention.SDPA_MIN_PAIRS > 32 * 31 * 32 * 31
     layer = randomize_(SHSA(8, qk_dim=4, pdim=4), 6).eval()
     x = torch.randn(1, 8, 33, 32, generator=torch.Generator().manual_seed(6))
-    assert op_log(layer, x, False).largest() < 1056 * 1056 // 20  # no_grad: SDPA, no N×N tensor
+    assert op_log(layer, x).largest() < 1056 * 1056 // 20  # no_grad: SDPA, no N×N tensor
     monkeypatch.setattr(attention, "CPU_GRAD_EXPLICIT_MAX_BYTES", 0)
-    assert_fast_matches_textbook(layer, x)
+    assert_fast_matches_reference(layer, x)
 
 
 def test_cpu_training_keeps_moderate_problems_explicit(monkeypatch):
@@ -142,33 +140,45 @@ def test_cpu_training_keeps_moderate_problems_explicit(monkeypatch):
     layer = shsa().train()
     x = torch.randn(2, 16, 40, 40, requires_grad=True)  # 2 × 1600² × 4 B = 20 MB of scores
     n2 = (40 * 40) ** 2
-    assert op_log(layer, x, False, grad=True).largest() >= n2  # explicit (cheaper backward on CPU)
-    assert op_log(layer, x, False, grad=False).largest() < n2 // 20  # inference: SDPA
+    assert op_log(layer, x, grad=True).largest() >= n2  # explicit (cheaper backward on CPU)
+    assert op_log(layer, x, grad=False).largest() < n2 // 20  # inference: SDPA
     monkeypatch.setattr(attention, "CPU_GRAD_EXPLICIT_MAX_BYTES", 2 * n2 * 4 - 1)
-    assert op_log(layer, x, False, grad=True).largest() < n2 // 20  # past the budget: SDPA, memory bounded
+    assert op_log(layer, x, grad=True).largest() < n2 // 20  # past the budget: SDPA, memory bounded
 
 
 # ----------------------------------------------------------------------------------------------------------------------
 # low precision
 # ----------------------------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("name", list(FACTORIES))
-def test_fast_path_matches_textbook_bf16_autocast(name):
-    layer = FACTORIES[name]().eval()
+@pytest.mark.parametrize("name", REFERENCED)
+def test_fast_path_bf16_autocast_close_to_reference(name):
+    """bf16 autocast against the reference in fp32: outputs to a few 1e-2 (bf16 keeps 8 significant bits), input
+    and parameter gradients to 1e-1 or no worse than the reference's own under bf16 autocast (FLA's gradients through
+    the focusing power and norms are ill-conditioned: 0.14 on the input for both forms)."""
+    layer = small(name, seed=7).eval()
     x = torch.randn(2, 16, 9, 13, generator=torch.Generator().manual_seed(7))
-    # bf16 keeps 8 significant bits: outputs agree to ~1e-2; parameter gradients are long sums (BatchNorm scales
-    # over every token) whose rounding differs with the order of the products
-    assert_fast_matches_textbook(layer, x, tol=5e-2, autocast_dtype=torch.bfloat16, param_tol=1e-1)
+    ref = reference(layer)
+    y_ref, gx_ref, gp_ref = run(ref, x)
+    y_fast, gx_fast, gp_fast = run(layer, x, torch.bfloat16)
+    _, gx_ref_bf16, gp_ref_bf16 = run(ref, x, torch.bfloat16)
+    assert rel_err(y_fast, y_ref) <= 5e-2
+    assert rel_err(gx_fast, gx_ref) <= max(5e-2, 1.25 * rel_err(gx_ref_bf16, gx_ref))
+    scale = max(float(g.abs().max()) for g in gp_ref.values())
+    for key, b in gp_ref.items():
+        err = float((gp_fast[key] - b).abs().max())
+        err_ref = float((gp_ref_bf16[key] - b).abs().max())
+        assert err <= max(1e-1 * max(float(b.abs().max()), 1e-2 * scale), 1.25 * err_ref), (key, err, err_ref)
 
 
-@pytest.mark.parametrize("name", list(FACTORIES))
-def test_fast_path_matches_textbook_fp16(name):
-    layer = FACTORIES[name]().eval().half()
-    x = torch.randn(2, 16, 9, 13, generator=torch.Generator().manual_seed(8)).half()
-    y_fast, gx_fast, _ = run(layer, x, False)
-    y_ref, gx_ref, _ = run(layer, x, True)
-    assert y_fast.dtype == torch.float16 and torch.isfinite(y_fast).all()
+@pytest.mark.parametrize("name", REFERENCED)
+def test_fast_path_fp16_close_to_reference(name):
+    layer = small(name, seed=8).eval()
+    ref = reference(layer)
+    x = torch.randn(2, 16, 9, 13, generator=torch.Generator().manual_seed(8))
+    y_fast, gx_fast, _ = run(layer.half(), x.half())
+    y_ref, gx_ref, _ = run(ref, x)
+    assert y_fast.dtype == torch.float16 and torch.isfinite(y_fast).all() and torch.isfinite(gx_fast).all()
     assert rel_err(y_fast, y_ref) <= 1e-2
-    assert rel_err(gx_fast, gx_ref) <= 2e-2
+    assert rel_err(gx_fast, gx_ref) <= 3e-2  # FLA: 2.5e-2 (its reference in fp16 overflows: NaN)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -208,21 +218,21 @@ class OpLog(TorchDispatchMode):
         return {n for n, _ in self.ops}
 
 
-def op_log(layer, x, use_textbook: bool, grad: bool = False) -> OpLog:
+def op_log(module, x, grad: bool = False) -> OpLog:
     log = OpLog()
-    with textbook(use_textbook), torch.set_grad_enabled(grad), log:
-        layer(x)
+    with torch.set_grad_enabled(grad), log:
+        module(x)
     return log
 
 
 @pytest.mark.parametrize("name", ["SHSA", "FLA"])
 def test_no_token_by_token_matrix_on_the_fast_path(name):
-    """At 40×40 (1,600 tokens) the textbook builds N×N = 2.56 M entries per head; the fast path never does."""
+    """At 40×40 (1,600 tokens) the reference builds N×N = 2.56 M entries per head; the fast path never does."""
     layer = FACTORIES[name]().eval()
     x = torch.randn(1, 16, 40, 40)
     n2 = (40 * 40) ** 2
-    assert op_log(layer, x, True).largest() >= n2
-    assert op_log(layer, x, False).largest() < n2 // 20
+    assert op_log(reference(layer), x).largest() >= n2
+    assert op_log(layer, x).largest() < n2 // 20
 
 
 def test_fla_quadratic_order_only_where_cheaper():
@@ -253,20 +263,16 @@ def test_cga_windows_batched_not_looped():
     x = torch.randn(2, 16, 15, 17)  # padded to 21×21: 3×3 windows of 7×7
     with torch.no_grad():
         layer(x)
-        assert calls == [(2 * 9, 16, 7, 7)]
-        calls.clear()
-        with textbook():
-            layer(x)
-    assert calls == [(2, 16, 7, 7)] * 9
-    assert sum(1 for n, _ in op_log(layer, x, False).ops if n == "constant_pad_nd") == 1
+    assert calls == [(2 * 9, 16, 7, 7)]
+    assert sum(1 for n, _ in op_log(layer, x).ops if n == "constant_pad_nd") == 1
 
 
 def test_lska_fast_path_has_no_clone():
     layer = lska().eval()
     x = torch.randn(1, 16, 9, 13)
-    assert "clone" in op_log(layer, x, True).names()
-    assert "clone" not in op_log(layer, x, False).names()
-    assert "clone" not in op_log(layer, x.requires_grad_(), False, grad=True).names()
+    assert "clone" in op_log(reference(layer), x).names()  # the official form's defensive clone
+    assert "clone" not in op_log(layer, x).names()
+    assert "clone" not in op_log(layer, x.requires_grad_(), grad=True).names()
 
 
 def test_lska_in_place_gate_leaves_input_alone():
@@ -276,8 +282,8 @@ def test_lska_in_place_gate_leaves_input_alone():
     with torch.no_grad():
         y = layer(x)
     assert torch.equal(x, before)
-    with textbook(), torch.no_grad():
-        assert rel_err(y, layer(x)) <= 1e-6
+    with torch.no_grad():
+        assert rel_err(y, reference(layer)(x)) <= 1e-6
 
 
 def test_fla_builds_no_module_per_call(monkeypatch):
@@ -301,7 +307,7 @@ def test_fast_path_has_no_lasting_effect_on_copies():
     with textbook():
         layer = copy.deepcopy(shsa()).eval()
     x = torch.randn(1, 16, 40, 40)
-    assert op_log(layer, x, False).largest() < (40 * 40) ** 2 // 20
+    assert op_log(layer, x).largest() < (40 * 40) ** 2 // 20
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -314,8 +320,8 @@ CHUNKED_LAYERS = {  # v wider than q/k, where SDPA would need zero-padding; CGA:
 
 
 @pytest.mark.parametrize("name", list(CHUNKED_LAYERS))
-def test_chunked_inference_matches_textbook(name, monkeypatch):
-    """Blocks of query rows (the last one partial) give the textbook's output, and no N×M matrix is built."""
+def test_chunked_inference_matches_reference(name, monkeypatch):
+    """Blocks of query rows (the last one partial) give the reference's output, and no N×M matrix is built."""
     factory, shape = CHUNKED_LAYERS[name]
     layer = factory().eval()
     x = torch.randn(*shape, generator=torch.Generator().manual_seed(12))
@@ -324,16 +330,16 @@ def test_chunked_inference_matches_textbook(name, monkeypatch):
     called = []
     original = attention.chunked_attention
     monkeypatch.setattr(attention, "chunked_attention", lambda *a, **k: called.append(a[0].shape) or original(*a, **k))
+    ref = reference(layer)
     with torch.no_grad():
         y_fast = layer(x)
-        with textbook():
-            y_ref = layer(x)
+        y_ref = ref(x)
     assert called, "chunked path not taken"
     assert rel_err(y_fast, y_ref) <= 1e-5
     if name.startswith("SHSA"):  # one attention problem over all 255 tokens: blocks of 7 × 255, never 255 × 255
         n = shape[2] * shape[3]
-        assert op_log(layer, x, True).largest() >= 2 * n * n
-        assert op_log(layer, x, False).largest() < n * n // 4  # feature maps (2×20×255) and 2×7×255 blocks
+        assert op_log(ref, x).largest() >= 2 * n * n
+        assert op_log(layer, x).largest() < n * n // 4  # feature maps (2×20×255) and 2×7×255 blocks
 
 
 def test_cpu_inference_picks_sdpa_or_blocks_by_padding():
@@ -423,8 +429,7 @@ def test_shsa_at_p3_uses_the_fused_cpu_kernel():
         assert attention.attention_form(*(torch.empty(1, d, 6400) for d in (16, 16, 16))) == "sdpa"
         with sdpa_kernel([SDPBackend.FLASH_ATTENTION]):
             fused = layer(x)
-        with textbook():
-            want = layer(x)
+        want = reference(layer)(x)
     assert rel_err(fused, want) <= 1e-5
 
 
@@ -471,7 +476,7 @@ def test_cga_converts_its_bias_once_per_forward(monkeypatch):
         layer(torch.randn(1, 16, 15, 17))
     assert len(seen) == 2 and all(qd == bd == torch.bfloat16 for qd, bd in seen), seen
     seen.clear()
-    with torch.no_grad(), textbook(), torch.autocast("cpu", dtype=torch.bfloat16):  # the official form: promotes
+    with torch.no_grad(), textbook(), torch.autocast("cpu", dtype=torch.bfloat16):  # the explicit form: promotes
         layer(torch.randn(1, 16, 15, 17))
     assert all(bd == torch.float32 for _, bd in seen), seen
 

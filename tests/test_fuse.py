@@ -13,46 +13,48 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import BUILTIN, NAMES, make_layer, n_params, randomize_, rel_err
-from yolo_attn.layers import CGA, FLA, LSKA, SHSA, fuse_layers
+from conftest import NAMES, n_params, randomize_, rel_err
+from yolo_attn.layers import CGA, REGISTRY, SHSA, fuse_layers
 from yolo_attn.layers.conv_bn import ConvBN
 
 
-SHIPPED = {
-    "CGA": lambda: CGA(32, num_heads=4, key_dim=8, window=7, kernel=5),
-    "SHSA": lambda: SHSA(32, qk_dim=8),
-    "FLA": lambda: FLA(32, num_heads=4, window=8),
-    "LSKA": lambda: LSKA(32, k_size=23),
-}
-LAYERS = {name: SHIPPED.get(name, lambda name=name: make_layer(name, 32, grid=8)) for name in NAMES}
-# folds per layer: CGA 4 heads × (qkv, dw) + proj; SHSA qkv + proj + GroupNorm affine; no BatchNorm in FLA and LSKA
-EXPECTED_FOLDS = {"CGA": 9, "SHSA": 3, "FLA": 0, "LSKA": 0}
-# parameters removed: c per BatchNorm of c channels (2·c go, the conv gains a c bias); SHSA's GroupNorm 2·pdim
-EXPECTED_DROP = {"CGA": 4 * ((2 * 8 + 8) + 8) + 32, "SHSA": (2 * 8 + 8) + 32 + 2 * 8, "FLA": 0, "LSKA": 0}
+def norm_affine_drop(layer: nn.Module) -> int:
+    """Parameters a layer's ``fold_norm()`` removes: the affine (2 per channel) of the GroupNorm it folds (SHSA)."""
+    return sum(2 * m.pre_norm.num_channels for m in layer.modules() if hasattr(m, "fold_norm") and m.pre_norm.affine)
 
 
-def test_every_shipped_layer_has_its_fold_counts():
-    assert set(EXPECTED_FOLDS) == set(EXPECTED_DROP) == set(BUILTIN)
-
-
-@pytest.mark.parametrize("name", list(LAYERS))
+@pytest.mark.parametrize("name", NAMES)
 def test_fused_layer_matches_unfused(name):
-    layer = randomize_(LAYERS[name](), seed=3).eval()
+    layer = randomize_(REGISTRY[name].small(), seed=3).eval()
     fused = copy.deepcopy(layer)
     conv_bn = [m for m in layer.modules() if isinstance(m, ConvBN)]
-    # any other registered layer: every ConvBN inside it folds (and its fold_norm(), if it declares one)
-    assert fuse_layers(fused) == EXPECTED_FOLDS.get(name, len(conv_bn))
+    declared = REGISTRY[name].tests.folds  # the layer's declaration; else every ConvBN inside it folds
+    assert fuse_layers(fused) == (len(conv_bn) if declared is None else declared)
     assert fuse_layers(fused) == 0  # idempotent
     assert not any(isinstance(m, (ConvBN, nn.BatchNorm2d)) for m in fused.modules())
     drop = sum(m.bn.num_features for m in conv_bn)  # per BatchNorm of c channels: 2c go, the conv gains a c bias
-    assert n_params(layer) - n_params(fused) == EXPECTED_DROP.get(name, drop)
+    assert n_params(layer) - n_params(fused) == drop + norm_affine_drop(layer)
     g = torch.Generator().manual_seed(4)
     for size in [(14, 21), (9, 13), (8, 8), (1, 1)]:
-        x = torch.randn(2, 32, *size, generator=g)
+        x = torch.randn(2, 16, *size, generator=g)
         with torch.no_grad():
             expected, got = layer(x), fused(x)
         assert expected.abs().max() > 1e-2
         assert rel_err(got, expected) <= 1e-5, (size, rel_err(got, expected))
+
+
+def test_fold_counts_of_the_shipped_layers():
+    """The declared counts, by hand: CGA 2 heads × (qkv, dw) + proj; SHSA qkv + proj + GroupNorm affine; FLA and
+    LSKA have no BatchNorm."""
+    for name, folds in {"CGA": 5, "SHSA": 3, "FLA": 0, "LSKA": 0}.items():
+        assert REGISTRY[name].tests.folds == folds, name
+    assert n_params(SHSA(16, qk_dim=8)) - n_params(fuse_model_copy(SHSA(16, qk_dim=8))) == (2 * 8 + 4) + 16 + 2 * 4
+
+
+def fuse_model_copy(layer: nn.Module) -> nn.Module:
+    fused = copy.deepcopy(layer).eval()
+    fuse_layers(fused)
+    return fused
 
 
 def test_shsa_group_norm_fold_keeps_normalisation():
@@ -68,9 +70,9 @@ def test_shsa_group_norm_fold_keeps_normalisation():
 
 @pytest.mark.parametrize("name", ["CGA", "SHSA"])
 def test_fused_layer_traces(name):
-    layer = randomize_(LAYERS[name](), seed=6).eval()
+    layer = randomize_(REGISTRY[name].small(), seed=6).eval()
     fuse_layers(layer)
-    x0, x1 = torch.randn(1, 32, 14, 14), torch.randn(2, 32, 10, 17)
+    x0, x1 = torch.randn(1, 16, 14, 14), torch.randn(2, 16, 10, 17)
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         traced = torch.jit.trace(layer, x0, check_trace=False)
@@ -108,7 +110,7 @@ def test_hook_active_after_registration_and_not_stacked(tasks):
 
 @pytest.mark.parametrize("cfg", ["cfg/yolov8-cga.yaml", "cfg/yolov8-shsa.yaml"])
 def test_model_fuse_folds_our_layers_and_reports_right_params(tasks, cfg, monkeypatch):
-    from yolo_attn.integration import build_model
+    from yolo_attn.adapter import build_model
 
     model = build_model(cfg, scale="n").eval()
     ours = [m for m in model.modules() if isinstance(m, (CGA, SHSA))]

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from conftest import NAMES, run_py
 
 from yolo_attn import LayerArgumentError
-from yolo_attn.integration import build_model
+from yolo_attn.adapter import build_model
 from yolo_attn.layers.registry import REGISTRY
 
 C1 = 32  # channels into the layer under test
@@ -134,7 +134,7 @@ def test_misspelt_layer_name_names_the_row():
         build_model(model_dict("LKSA", [23], 1))
     assert str(info.value) == (
         "model layer 2 names 'LKSA', which is neither an Ultralytics module nor a registered layer "
-        "(registered: CGA, FLA, LSKA, SHSA). Did you mean LSKA? If 'LKSA' is your own module, register it with "
+        f"(registered: {', '.join(REGISTRY)}). Did you mean LSKA? If 'LKSA' is your own module, register it with "
         "@yolo_attn.register_module and make its module importable where the model is built: list it under "
         "'imports:' in the model YAML, in YOLO_ATTN_IMPORTS, or as a 'yolo_attn.modules' entry point."
     )

@@ -1,35 +1,36 @@
-"""Tests of the four attention layers against independent restatements of the official modules (tests/reference.py).
+"""Tests of the layers against their reference formulations, each declared in the layer's own file.
 
-Parity tests randomise *every* parameter and BatchNorm statistic of the reference first (the official inits put the
-output BatchNorm scales at 0, which would make both sides output exactly 0 and the comparison vacuous), load those
-weights into the project's layer with ``strict=True`` and compare outputs in eval mode (and in train mode, where
-BatchNorm uses batch statistics).
+The per-layer tests are parametrised over the registry: every registered layer (a layer file dropped into
+``yolo_attn/layers``, a user's module) gets them, from its declarations (``LayerTests``). The layer-specific tests below
+pin each shipped layer's official behaviour: the reference restatements keep the official attribute names, so a
+test randomises the reference, loads its weights into the layer with ``strict=True`` and compares outputs in eval
+and train mode. Parity tests randomise *every* parameter and BatchNorm statistic first (the official inits put the
+output BatchNorm scales at 0, which would make both sides output exactly 0 and the comparison vacuous).
 """
 
 from __future__ import annotations
 
 import copy
 import re
-import sys
 import warnings
-from pathlib import Path
 
 import pytest
 import torch
-import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import reference as R  # noqa: E402
-
-from conftest import BUILTIN, NAMES, make_layer  # noqa: E402
-from yolo_attn import CGA, FLA, LSKA, SHSA  # noqa: E402
-
-REFERENCES = {"CGA": R.LocalWindowAttention, "LSKA": R.LSKA, "FLA": R.FocusedLinearAttention, "SHSA": R.SHSA}
-"""Shipped layer -> its independent restatement of the official module (the parity tests below)."""
+from conftest import BUILTIN, NAMES, REFERENCED, make_layer, randomize_, rel_err, small
+from yolo_attn.layers import CGA, FLA, LSKA, REGISTRY, SHSA
+from yolo_attn.layers.cga import LocalWindowAttentionReference, relative_offset_index
+from yolo_attn.layers.fla import FocusedLinearAttentionReference
+from yolo_attn.layers.lska import LSKAReference
+from yolo_attn.layers.shsa import SHSAReference
 
 
-def test_every_shipped_layer_has_a_reference():
-    assert set(REFERENCES) == set(BUILTIN), "a shipped layer without parity tests against a reference"
+def test_every_shipped_layer_declares_its_reference_and_tests():
+    for name in BUILTIN:
+        spec = REGISTRY[name]
+        assert spec.reference is not None and spec.tests.small is not None, name
+        assert spec.official_code and spec.paper and spec.summary, name
+    assert set(BUILTIN) <= set(REFERENCED)
 
 
 LSKA_SIZES = (7, 11, 23, 35, 41, 53)
@@ -39,41 +40,6 @@ SIZES = [(1, 1), (1, 5), (3, 2), (7, 7), (9, 13), (20, 20), (31, 17)]
 # ----------------------------------------------------------------------------------------------------------------------
 # helpers
 # ----------------------------------------------------------------------------------------------------------------------
-@torch.no_grad()
-def randomize_(module: torch.nn.Module, seed: int = 0, sharp: bool = True) -> torch.nn.Module:
-    """Overwrite every floating parameter and buffer with seeded random values (BatchNorm running_var > 0).
-
-    Matrices/kernels get std 1/sqrt(fan_in) so activations stay O(1). With ``sharp`` (parity tests) norm scales get
-    magnitudes in [1, 2] and random signs, so attention logits are O(1) and the softmax is far from flat (a parity
-    test with near-uniform attention barely notices a wrong scale); without it they get std 0.5 like everything
-    else, which keeps bf16 attention error (inherent, the reference shows the same) within a few 1e-3.
-    Everything else (biases, BatchNorm shift and mean, attention bias tables, positional encodings, temperatures)
-    gets std 0.5.
-    """
-    g = torch.Generator().manual_seed(seed)
-    for name, t in list(module.named_parameters()) + list(module.named_buffers()):
-        if not t.is_floating_point():
-            continue
-        leaf = name.rsplit(".", 1)[-1]
-        if leaf == "running_var":
-            val = torch.rand(t.shape, generator=g, dtype=torch.float64) * 1.5 + 0.5
-        elif leaf == "weight" and t.dim() >= 2:
-            val = torch.randn(t.shape, generator=g, dtype=torch.float64) / t[0].numel() ** 0.5
-        elif leaf == "weight" and sharp:  # norm scales: |w| in [1, 2], random sign
-            mag = torch.rand(t.shape, generator=g, dtype=torch.float64) + 1.0
-            val = torch.where(torch.rand(t.shape, generator=g, dtype=torch.float64) < 0.5, -mag, mag)
-        else:
-            val = torch.randn(t.shape, generator=g, dtype=torch.float64) * 0.5
-        t.copy_(val.to(t.dtype))
-    return module
-
-
-def rel_err(out: torch.Tensor, expected: torch.Tensor) -> float:
-    """max|out - expected| / max|expected| in float64."""
-    out, expected = out.detach().double(), expected.detach().double()
-    return float((out - expected).abs().max() / expected.abs().max())
-
-
 def assert_same_state_dict_layout(ours: torch.nn.Module, ref: torch.nn.Module) -> None:
     """Same keys, shapes and dtypes; then load the reference's weights into ``ours`` with strict=True."""
     sd, rsd = ours.state_dict(), ref.state_dict()
@@ -97,33 +63,9 @@ def load_after_eval(ours: torch.nn.Module, ref: torch.nn.Module, example: torch.
     assert_same_state_dict_layout(ours if isinstance(ours, LSKA) else ours.attn, ref)
 
 
-def tokens(x: torch.Tensor) -> torch.Tensor:
-    return x.flatten(2).transpose(1, 2)
-
-
-def untokens(t: torch.Tensor, H: int, W: int) -> torch.Tensor:
-    B, N, C = t.shape
-    return t.transpose(1, 2).reshape(B, C, H, W)
-
-
-SMALL = {  # small instances of the shipped layers; any other registered layer: its per-map defaults, 16 channels
-    "CGA": lambda: CGA(16, num_heads=2, key_dim=8, window=7, kernel=3),
-    "LSKA": lambda: LSKA(16, k_size=11),
-    "FLA": lambda: FLA(16, num_heads=4, window=8),
-    "SHSA": lambda: SHSA(16, qk_dim=8),
-}
-
-
-def small(name: str) -> torch.nn.Module:
-    torch.manual_seed(0)
-    return SMALL[name]() if name in SMALL else make_layer(name, 16, grid=8)
-
-
 def make_layers():
     """Small, randomised instances of every registered layer (randomised so the attention branches are not 0)."""
-    return {name: randomize_(small(name), k + 1, sharp=False) for k, name in enumerate(NAMES)}
-
-
+    return {name: small(name, k + 1) for k, name in enumerate(NAMES)}
 
 
 @pytest.fixture(scope="module")
@@ -151,14 +93,14 @@ def test_reference_offset_index_matches_first_appearance_numbering(r):
             seen.setdefault(off, len(seen))
             idxs.append(seen[off])
     assert len(seen) == r * r
-    assert torch.equal(R.relative_offset_index(r), torch.tensor(idxs).view(r * r, r * r))
+    assert torch.equal(relative_offset_index(r, r, r), torch.tensor(idxs).view(r * r, r * r))
 
 
 # ----------------------------------------------------------------------------------------------------------------------
 # CGA parity
 # ----------------------------------------------------------------------------------------------------------------------
 def official_cga(c1, num_heads=4, key_dim=16, window=7, kernel=5):
-    return R.LocalWindowAttention(
+    return LocalWindowAttentionReference(
         dim=c1,
         key_dim=key_dim,
         num_heads=num_heads,
@@ -181,7 +123,7 @@ CGA_CASES = [
 @pytest.mark.parametrize(("cfg", "sizes"), CGA_CASES, ids=lambda v: str(v))
 def test_cga_matches_official_eval(cfg, sizes, dtype):
     c1, nh, kd, win, k = cfg
-    ref = randomize_(official_cga(c1, nh, kd, win, k), seed=c1).to(dtype).eval()
+    ref = randomize_(official_cga(c1, nh, kd, win, k), seed=c1, sharp=True).to(dtype).eval()
     ours = CGA(c1, num_heads=nh, key_dim=kd, window=win, kernel=k).to(dtype)
     fresh_idx = ours.attn.attn.attention_bias_idxs.clone()
     assert fresh_idx.dtype == torch.int64
@@ -207,7 +149,7 @@ def test_cga_matches_official_eval(cfg, sizes, dtype):
 def test_cga_matches_official_train(size):
     """Train mode: BatchNorm uses batch statistics (padded zeros included, as in the official code)."""
     c1 = 32
-    ref = randomize_(official_cga(c1, 2, 8, 7, 5), seed=11).double().train()
+    ref = randomize_(official_cga(c1, 2, 8, 7, 5), seed=11, sharp=True).double().train()
     ours = CGA(c1, num_heads=2, key_dim=8, window=7, kernel=5).double().train()
     assert_same_state_dict_layout(ours.attn, ref)
     x = torch.randn(2, c1, *size, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
@@ -223,7 +165,7 @@ def test_cga_matches_official_train(size):
 def test_cga_matches_official_sdpa_sized_window():
     """A 32×32 window has 1024² query/key pairs: exercises the project's large-window attention path."""
     c1, win = 8, 32
-    ref = randomize_(official_cga(c1, 2, 4, win, 3), seed=5).eval()
+    ref = randomize_(official_cga(c1, 2, 4, win, 3), seed=5, sharp=True).eval()
     ours = CGA(c1, num_heads=2, key_dim=4, window=win, kernel=3)
     load_after_eval(ours, ref, torch.zeros(1, c1, 4, 4))
     g = torch.Generator().manual_seed(9)
@@ -241,16 +183,17 @@ def test_cga_small_map_is_one_window_of_its_own_size(size):
     the layer documents that a smaller map is a single window of its own size, with each head's bias for offset
     (|dy|, |dx|) read from the same table entry |dy| * window + |dx|, and no zero padding."""
     c1, win = 16, 7
-    ref = randomize_(official_cga(c1, 2, 8, win, 3), seed=13).double().eval()
-    ours = CGA(c1, num_heads=2, key_dim=8, window=win, kernel=3).double()
-    load_after_eval(ours, ref, torch.zeros(1, c1, win, win, dtype=torch.float64))
     H, W = size
     ys, xs = torch.meshgrid(torch.arange(H), torch.arange(W), indexing="ij")
     ys, xs = ys.reshape(-1), xs.reshape(-1)
-    ref.attn.attention_bias_idxs = (ys[:, None] - ys[None, :]).abs() * win + (xs[:, None] - xs[None, :]).abs()
+    expected_idx = (ys[:, None] - ys[None, :]).abs() * win + (xs[:, None] - xs[None, :]).abs()
+    assert torch.equal(relative_offset_index(H, W, win), expected_idx)
+    ref = randomize_(official_cga(c1, 2, 8, win, 3), seed=13, sharp=True).double().eval()
+    ours = CGA(c1, num_heads=2, key_dim=8, window=win, kernel=3).double()
+    load_after_eval(ours, ref, torch.zeros(1, c1, win, win, dtype=torch.float64))
     x = torch.randn(2, c1, H, W, dtype=torch.float64)
     with torch.no_grad():
-        expected, got = ref.attn(x), ours.attn(x)
+        expected, got = ref.attn(x), ours.attn(x)  # the reference's cascade on the map as one window
     assert expected.abs().max() > 1e-2
     assert rel_err(got, expected) <= 1e-9
 
@@ -276,7 +219,7 @@ def test_cga_eval_output_follows_in_place_parameter_updates():
 @pytest.mark.parametrize("k_size", LSKA_SIZES)
 def test_lska_is_the_official_lska(k_size):
     c1 = 8
-    ref = randomize_(R.LSKA(c1, k_size), seed=k_size).eval()
+    ref = randomize_(LSKAReference(c1, k_size), seed=k_size, sharp=True).eval()
     ours = LSKA(c1, k_size=k_size)
     for name in ("conv0h", "conv0v", "conv_spatial_h", "conv_spatial_v", "conv1"):
         a, b = getattr(ours, name), getattr(ref, name)
@@ -295,14 +238,14 @@ def test_lska_is_the_official_lska(k_size):
 
 def test_lska_default_k_size_is_7():
     assert LSKA(8).k_size == 7
-    assert LSKA(8).conv_spatial_h.dilation == R.LSKA(8, 7).conv_spatial_h.dilation
+    assert LSKA(8).conv_spatial_h.dilation == LSKAReference(8, 7).conv_spatial_h.dilation
 
 
 # ----------------------------------------------------------------------------------------------------------------------
 # FLA parity
 # ----------------------------------------------------------------------------------------------------------------------
 def official_fla(c1, num_heads=8, window=20, focusing_factor=3, kernel_size=5):
-    return R.FocusedLinearAttention(
+    return FocusedLinearAttentionReference(
         dim=c1, window_size=(window, window), num_heads=num_heads, focusing_factor=focusing_factor,
         kernel_size=kernel_size,
     )
@@ -315,12 +258,12 @@ FLA_CASES = [(32, 8, 20, 3, 5), (32, 8, 8, 3, 5), (16, 2, 5, 2, 3), (24, 3, 6, 4
 @pytest.mark.parametrize("cfg", FLA_CASES, ids=str)
 def test_fla_matches_official_on_window_grid(cfg, dtype):
     c1, nh, win, ff, ks = cfg
-    ref = randomize_(official_fla(c1, nh, win, ff, ks), seed=win).to(dtype).eval()
+    ref = randomize_(official_fla(c1, nh, win, ff, ks), seed=win, sharp=True).to(dtype).eval()
     ours = FLA(c1, num_heads=nh, window=win, focusing_factor=ff, kernel_size=ks).to(dtype)
     load_after_eval(ours, ref, torch.zeros(1, c1, win, win, dtype=dtype))
     x = torch.randn(2, c1, win, win, generator=torch.Generator().manual_seed(1), dtype=torch.float64).to(dtype)
     with torch.no_grad():
-        expected = untokens(ref(tokens(x)), win, win)
+        expected = ref(x)
         got = ours.attn(x)
         full = ours(x)
     assert expected.abs().max() > 1e-2
@@ -329,37 +272,20 @@ def test_fla_matches_official_on_window_grid(cfg, dtype):
     assert torch.equal(full, x + got)
 
 
-def expected_fla_off_grid(ref: R.FocusedLinearAttention, x: torch.Tensor) -> torch.Tensor:
-    """Positional encoding resized bilinearly (align_corners=False) to H×W, then the official token math on the
-    H×W grid (depthwise conv on the H×W map)."""
-    B, C, H, W = x.shape
-    wh, ww = ref.window_size
-    table = ref.positional_encoding.transpose(1, 2).reshape(1, C, wh, ww)
-    pos = F.interpolate(table, size=(H, W), mode="bilinear", align_corners=False).flatten(2).transpose(1, 2)
-    return untokens(R.focused_linear_attention(ref, tokens(x), H, W, pos), H, W)
-
-
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_fla_resizes_positional_encoding_off_grid(dtype):
+    """Off the window grid the positional encoding is resized bilinearly (align_corners=False) to H×W."""
     c1, win = 16, 8
-    ref = randomize_(official_fla(c1, 4, win, 3, 5), seed=21).to(dtype).eval()
+    ref = randomize_(official_fla(c1, 4, win, 3, 5), seed=21, sharp=True).to(dtype).eval()
     ours = FLA(c1, num_heads=4, window=win).to(dtype)
     load_after_eval(ours, ref, torch.zeros(1, c1, 3, 3, dtype=dtype))
     g = torch.Generator().manual_seed(2)
     for H, W in [(16, 24), (5, 9), (1, 1), (31, 17), (8, 8), (8, 3)]:
         x = torch.randn(2, c1, H, W, generator=g, dtype=torch.float64).to(dtype)
         with torch.no_grad():
-            expected, got = expected_fla_off_grid(ref, x), ours.attn(x)
+            expected, got = ref(x), ours.attn(x)
         assert expected.abs().max() > 1e-2
         assert rel_err(got, expected) <= 1e-5, ((H, W), rel_err(got, expected))
-
-
-def test_fla_off_grid_expectation_reduces_to_official_on_grid():
-    """Sanity of the off-grid oracle: on the native grid it is the official forward."""
-    ref = randomize_(official_fla(16, 4, 6, 3, 5), seed=3).double()
-    x = torch.randn(2, 16, 6, 6, dtype=torch.float64)
-    with torch.no_grad():
-        assert rel_err(expected_fla_off_grid(ref, x), untokens(ref(tokens(x)), 6, 6)) <= 1e-12
 
 
 def test_fla_positional_encoding_matters_off_grid():
@@ -389,7 +315,7 @@ SHSA_CASES = [
 @pytest.mark.parametrize("cfg", SHSA_CASES, ids=str)
 def test_shsa_matches_official(cfg, dtype):
     c1, qk, pdim, pdim_used = cfg
-    ref = randomize_(R.SHSA(c1, qk, pdim_used), seed=c1 + qk).to(dtype).eval()
+    ref = randomize_(SHSAReference(c1, qk, pdim_used), seed=c1 + qk, sharp=True).to(dtype).eval()
     ours = SHSA(c1, qk_dim=qk) if pdim is None else SHSA(c1, qk_dim=qk, pdim=pdim)
     ours = ours.to(dtype)
     assert ours.attn.pdim == pdim_used
@@ -406,7 +332,7 @@ def test_shsa_matches_official(cfg, dtype):
 
 
 def test_shsa_matches_official_train():
-    ref = randomize_(R.SHSA(16, 8, 4), seed=1).double().train()
+    ref = randomize_(SHSAReference(16, 8, 4), seed=1, sharp=True).double().train()
     ours = SHSA(16, qk_dim=8).double().train()
     assert_same_state_dict_layout(ours.attn, ref)
     x = torch.randn(2, 16, 7, 9, dtype=torch.float64)
@@ -452,58 +378,6 @@ def test_batch_of_one_eval(layer):
 
 
 # ----------------------------------------------------------------------------------------------------------------------
-# precision
-# ----------------------------------------------------------------------------------------------------------------------
-PRECISION_SIZES = [(9, 13), (20, 20)]
-
-
-@pytest.mark.parametrize("layer", NAMES, indirect=True)
-@pytest.mark.parametrize(("dtype", "tol"), [(torch.float16, 1e-2), (torch.bfloat16, 2e-2)], ids=["fp16", "bf16"])
-def test_half_precision_close_to_fp32(layer, dtype, tol):
-    low = copy.deepcopy(layer).to(dtype)
-    g = torch.Generator().manual_seed(1)
-    for H, W in PRECISION_SIZES:
-        x = torch.randn(2, 16, H, W, generator=g)
-        with torch.no_grad():
-            y32, ylow = layer(x), low(x.to(dtype))
-        assert ylow.dtype == dtype
-        assert torch.isfinite(ylow).all()
-        assert rel_err(ylow, y32) <= tol, ((H, W), rel_err(ylow, y32))
-
-
-@pytest.mark.parametrize("layer", NAMES, indirect=True)
-def test_bf16_autocast_close_to_fp32(layer):
-    g = torch.Generator().manual_seed(2)
-    for H, W in PRECISION_SIZES:
-        x = torch.randn(2, 16, H, W, generator=g)
-        with torch.no_grad():
-            y32 = layer(x)
-            with torch.autocast("cpu", dtype=torch.bfloat16):
-                yac = layer(x)
-        assert torch.isfinite(yac).all()
-        assert rel_err(yac, y32) <= 2e-2, ((H, W), rel_err(yac, y32))
-
-
-@pytest.mark.parametrize("randomized", [False, True])
-def test_fla_fp16_large_inputs_stay_finite(randomized):
-    m = FLA(16, num_heads=4, window=8)
-    if randomized:
-        randomize_(m, 5)
-    m = m.eval().half()
-    g = torch.Generator().manual_seed(3)
-    for H, W in [(8, 8), (13, 7)]:
-        x = (torch.randn(2, 16, H, W, generator=g) * 100).half()
-        with torch.no_grad():
-            y = m(x)
-        assert torch.isfinite(y).all(), (H, W)
-    m.train()
-    x = (torch.randn(2, 16, 8, 8, generator=g) * 100).half().requires_grad_()
-    y = m(x)
-    y.float().sum().backward()
-    assert torch.isfinite(y).all() and torch.isfinite(x.grad).all()
-
-
-# ----------------------------------------------------------------------------------------------------------------------
 # module mechanics
 # ----------------------------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("layer", NAMES, indirect=True)
@@ -521,15 +395,10 @@ def test_deepcopy_and_float64(layer):
         assert torch.equal(layer(x), y)
 
 
-TRACE_SIZES = {"CGA": ((14, 14), [(21, 28), (7, 7), (10, 16), (3, 5)]), "LSKA": ((20, 20), [(16, 24), (1, 1)]),
-               "FLA": ((20, 20), [(16, 24), (8, 8), (3, 50)]), "SHSA": ((20, 20), [(16, 24), (1, 1)])}
-TRACE_DEFAULT = ((20, 20), [(16, 24), (1, 1), (3, 50)])  # a layer registered by a user: generic odd sizes
-
-
 @pytest.mark.parametrize("layer", NAMES, indirect=True)
 def test_jit_trace_reproduces_eager_at_other_sizes(layer, request):
     name = request.node.callspec.params["layer"]
-    traced_at, others = TRACE_SIZES.get(name, TRACE_DEFAULT)
+    traced_at, others = REGISTRY[name].tests.trace
     g = torch.Generator().manual_seed(6)
     x0 = torch.randn(1, 16, *traced_at, generator=g)
     with warnings.catch_warnings(), torch.no_grad():
@@ -541,16 +410,6 @@ def test_jit_trace_reproduces_eager_at_other_sizes(layer, request):
             expected, got = layer(x), traced(x)
         assert got.shape == expected.shape, (H, W)
         assert rel_err(got, expected) <= 1e-5, ((H, W), rel_err(got, expected))
-
-
-@pytest.mark.parametrize("layer", NAMES, indirect=True)
-def test_train_eval_return_self(layer):
-    assert layer.train() is layer and layer.training
-    assert layer.eval() is layer and not layer.training
-    assert layer.train(False) is layer
-    for sub in layer.modules():
-        assert sub.train() is sub
-        assert sub.eval() is sub
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -593,45 +452,25 @@ def msg(layer: str, arg: str) -> str:
 
 NON_INTEGERS = [7.5, "7", True]
 
-BAD_ARGS = []
-for _layer, _cls, _ints, _positive in [
-    ("CGA", CGA, {"c1": 16, "num_heads": 2, "key_dim": 8, "window": 7, "kernel": 3},
-     ["c1", "num_heads", "key_dim", "window", "kernel"]),
-    ("LSKA", LSKA, {"c1": 16, "k_size": 7}, ["c1", "k_size"]),
-    ("FLA", FLA, {"c1": 16, "num_heads": 4, "window": 8, "focusing_factor": 3, "kernel_size": 5},
-     ["c1", "num_heads", "window", "focusing_factor", "kernel_size"]),
-    ("SHSA", SHSA, {"c1": 16, "qk_dim": 8, "pdim": 4}, ["c1", "qk_dim", "pdim"]),
-]:
-    for _arg in _ints:
-        for _bad in NON_INTEGERS:
-            BAD_ARGS.append((_layer, _cls, {**_ints, _arg: _bad}, _arg))
-    for _arg in _positive:
-        for _bad in (0, -1):
-            BAD_ARGS.append((_layer, _cls, {**_ints, _arg: _bad}, _arg))
-BAD_ARGS += [
-    ("CGA", CGA, {"c1": 30, "num_heads": 4}, "num_heads"),
-    ("CGA", CGA, {"c1": 6, "num_heads": 4}, "num_heads"),
-    ("FLA", FLA, {"c1": 30, "num_heads": 8}, "num_heads"),
-    ("FLA", FLA, {"c1": 12, "num_heads": 8}, "num_heads"),
-    ("SHSA", SHSA, {"c1": 16, "pdim": 17}, "pdim"),
-    ("SHSA", SHSA, {"c1": 1, "pdim": 2}, "pdim"),
-    ("SHSA", SHSA, {"c1": 16, "pdim": -4}, "pdim"),
-    ("LSKA", LSKA, {"c1": 16, "k_size": 5}, "k_size"),
-    ("LSKA", LSKA, {"c1": 16, "k_size": 13}, "k_size"),
-    ("LSKA", LSKA, {"c1": -8, "k_size": 7}, "c1"),
-]
+BAD_ARGS = []  # (layer, kwargs, argument the error must name), from each layer's declarations (LayerTests)
+for _layer in NAMES:
+    _tests = REGISTRY[_layer].tests
+    for _arg in _tests.int_args:
+        for _bad in (*NON_INTEGERS, 0, -1):
+            BAD_ARGS.append((_layer, {**_tests.int_args, _arg: _bad}, _arg))
+    BAD_ARGS += [(_layer, dict(_kwargs), _arg) for _kwargs, _arg in _tests.bad_args]
 
 
 def _bad_id(case):
-    layer, _, kwargs, arg = case
-    return f"{layer}-{arg}={kwargs[arg]!r}"
+    layer, kwargs, arg = case
+    return f"{layer}-{arg}={kwargs[arg]!r}" + ("" if kwargs.get("c1", 16) == 16 or arg == "c1" else f"-c1={kwargs['c1']}")
 
 
 @pytest.mark.parametrize("case", BAD_ARGS, ids=[_bad_id(c) for c in BAD_ARGS])
 def test_bad_constructor_args_raise_naming_layer_and_argument(case):
-    layer, cls, kwargs, arg = case
+    layer, kwargs, arg = case
     with pytest.raises((ValueError, TypeError), match=msg(layer, arg)):
-        cls(**kwargs)
+        REGISTRY[layer].cls(**kwargs)
 
 
 def test_lska_unsupported_k_size_lists_choices():

@@ -1,5 +1,5 @@
-"""Half precision on CPU: fp16 / bf16 autocast and ``.half()`` / ``.to(bfloat16)`` of every layer and every shipped
-config, against the same weights in fp32 (and fp64 to tell rounding from conditioning), including large
+"""Half precision on CPU, the one half-precision suite: fp16 / bf16 autocast and ``.half()`` / ``.to(bfloat16)`` of
+every registered layer and every shipped config, against the same weights in fp32 (and fp64 to tell rounding from conditioning), including large
 activations (inputs ×100); caches must follow ``.to()`` (dtype and device).
 
 CUDA is not exercised here (no GPU on the test machines): ``model.half()`` on CUDA runs the same code with the same
@@ -12,7 +12,7 @@ import copy
 import pytest
 import torch
 
-from conftest import NAMES, ROOT, front, make_layer, randomize_layers, scaled_copy
+from conftest import NAMES, ROOT, front, make_layer, randomize_layers, rel_err as rel, scaled_copy
 from yolo_attn.layers.fla import focused_kernel
 
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
@@ -21,10 +21,6 @@ SHIPPED = sorted(p.name for p in (ROOT / "cfg").glob("*.yaml"))
 # Every YOLO config; RT-DETR-l (~12 s a config on 2 cores) with each layer after AIFI only: its backbone and neck
 # placements passed too (11 min in all on a loaded machine), more than the suite's time budget allows.
 AUTOCAST_CONFIGS = [c for c in SHIPPED if not c.startswith("rtdetr") or c.count("-") == 2]
-
-
-def rel(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float((a.double() - b.double()).abs().max() / b.double().abs().max())
 
 
 @torch.no_grad()

@@ -117,9 +117,8 @@ class LayerTests:
 
     Attributes:
         small: a small instance with 16 input channels (unit tests); None: ``cls(16, *default_args(8))``.
-        sizes: map sizes (H, W) at which the fast path is compared with the reference (outputs and gradients).
-        train_parity: the reference agrees with the fast path in train mode too (False where train-mode BatchNorm
-            statistics differ by construction, e.g. a reference that runs one window at a time).
+        sizes: map sizes (H, W) at which the fast path is compared with the reference (outputs and gradients, eval
+            and train mode).
         trace: (size traced at, sizes the trace must reproduce eager at): ``torch.jit.trace`` (every export).
         int_args: valid integer constructor arguments (``c1`` included); each is checked to be refused, naming
             the layer and the argument, when not a positive integer.
@@ -129,7 +128,6 @@ class LayerTests:
 
     small: Callable[[], nn.Module] | None = None
     sizes: tuple[tuple[int, int], ...] = ((9, 13), (1, 1))
-    train_parity: bool = True
     trace: tuple[tuple[int, int], tuple[tuple[int, int], ...]] = ((20, 20), ((16, 24), (1, 1), (3, 50)))
     int_args: Mapping[str, int] = field(default_factory=lambda: {"c1": 16})
     bad_args: tuple[tuple[Mapping[str, Any], str], ...] = ()
