@@ -1,9 +1,15 @@
 """``yolo-attn check``: build a model config at several scales, run it at several input shapes, and report per layer.
 
-FLOPs are counted with ``torch.utils.flop_counter.FlopCounterMode`` at the real input size, so the attention matmuls
-(``q @ kᵀ``, ``attn @ v``, linear-attention einsums, SDPA) count. Ultralytics' own GFLOPs figure comes from thop,
-which counts convolutions and linear layers only (and before 8.4 profiles a small input and scales it), so for
-attention layers it is low. As in Ultralytics, one multiply-add is 2 FLOPs.
+FLOPs (:func:`count_flops`, what the README tables, ``yolo-attn compare`` and the demo report) are counted with
+``torch.utils.flop_counter.FlopCounterMode`` in one forward at the real input size: convolutions, linear layers and
+the attention products (``q @ kᵀ``, ``attn @ v``, linear-attention einsums, SDPA); element-wise operations and
+normalisations are not counted. Each shape's line also gives Ultralytics' own figure (the GFLOPs of its model
+summary, :func:`thop_flops`): the bundled ``thop`` (ultralytics-thop 2.2) counts ``matmul``/``bmm``/``einsum``/SDPA
+too, but Ultralytics does not run the real size: 8.4 profiles small stride-aligned proxy images and extrapolates
+(close, not exact, for layers whose cost is not a polynomial in the map size: CGA pads to whole windows, FLA's
+window is fixed at build), earlier releases profile one stride-sized image and scale it by the area (quadratic
+attention is undercounted: ``yolov8n-shsa-neck`` at 640 is 9.05 GFLOPs there, 11.82 counted); thop also counts
+BatchNorm layers of an unfused model. As in Ultralytics, one multiply-add is 2 FLOPs.
 
     yolo-attn check cfg/yolov8-lska.yaml --scales n,s --imgsz 640 --rect 640x384,384x640
 """
@@ -18,10 +24,11 @@ import torch
 from torch import nn
 
 from .configs import declared_scales
-from .integration import build_model, register
+from . import register
+from .adapter import build_model
 from .layers.registry import REGISTRY
 
-__all__ = ["count_flops", "flop_counter", "layer_report", "layer_arguments", "LayerRow", "main"]
+__all__ = ["count_flops", "thop_flops", "flop_counter", "layer_report", "layer_arguments", "LayerRow", "main"]
 
 
 def flop_counter():
@@ -60,6 +67,18 @@ def _counted_forward(model: nn.Module, imgsz):
 def count_flops(model: nn.Module, imgsz: int | tuple = 640) -> int:
     """FLOPs (2 per multiply-add) of one eval-mode forward of ``model`` at ``imgsz`` (int, (H, W) or (B, C, H, W))."""
     return int(_counted_forward(model, imgsz).get_total_flops())
+
+
+def thop_flops(model: nn.Module, imgsz: int | tuple[int, int] = 640) -> float | None:
+    """Ultralytics' own FLOPs figure for ``model`` at ``imgsz`` (int or (H, W)): what its model summary prints,
+    ``ultralytics.utils.torch_utils.get_flops`` (thop, see the module docstring), run on a copy; None where thop is
+    not installed or profiling fails (get_flops then says 0)."""
+    import copy
+
+    from ultralytics.utils.torch_utils import get_flops
+
+    gflops = get_flops(copy.deepcopy(model), imgsz if isinstance(imgsz, int) else list(imgsz))
+    return gflops * 1e9 if gflops else None
 
 
 @dataclass
@@ -195,7 +214,15 @@ def _shape(text: str) -> tuple[int, int]:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``yolo-attn check``; returns the exit code (1 if any build or forward failed)."""
-    ap = argparse.ArgumentParser(prog="yolo-attn check", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(
+        prog="yolo-attn check", description="Build a model config at several scales, run it at several input shapes "
+        "and print per layer: index, from, type, channels in -> out, params and GFLOPs.",
+        epilog="GFLOPs counted: one forward at the real size (torch's FlopCounterMode; convolutions, linear layers and "
+               "the attention products q @ k^T, attn @ v, einsums, SDPA; 2 FLOPs per multiply-add); the README's "
+               "tables use this count. Each shape's line also gives Ultralytics' own summary figure (thop): thop "
+               "counts matmul/bmm/einsum/SDPA too, but Ultralytics 8.4 extrapolates from small proxy images and "
+               "earlier releases scale one stride-sized image by the area (quadratic attention undercounted), and thop "
+               "counts the BatchNorm layers of an unfused model, so the two differ for attention layers.")
     ap.add_argument("cfg", help="model YAML (path or stock name such as yolov8.yaml)")
     ap.add_argument("--scales", default=None,
                     help="comma-separated scales (default: the file name's scale, else every scale the YAML declares)")
@@ -229,10 +256,14 @@ def main(argv: list[str] | None = None) -> int:
                         flops = count_flops(model, (h, w))
                 if n == 0:
                     print(_table(rows, set(REGISTRY)))
-                print(f"  forward {h}x{w}: ok, {flops / 1e9:.3f} GFLOPs")
+                theirs = thop_flops(model, (h, w))
+                print(f"  forward {h}x{w}: ok, {flops / 1e9:.3f} GFLOPs counted (Ultralytics' summary, thop: "
+                      f"{'-' if theirs is None else f'{theirs / 1e9:.3f}'})")
             except Exception as e:  # noqa: BLE001
                 print(f"  forward {h}x{w}: FAILED: {tracker.describe(e)}")
                 failed += 1
+    print("\nGFLOPs counted: one forward at that size, attention products included (the README's figures); "
+          "Ultralytics' summary (thop) extrapolates from smaller images (yolo-attn check --help)")
     return 1 if failed else 0
 
 
