@@ -29,7 +29,7 @@ RTDETR_SCALES = ("l",)
 def measure(cfg: str | Path, scale: str) -> tuple[int, float]:
     """(parameters, GFLOPs at 640×640 batch 1) of ``cfg`` built at ``scale``."""
     from yolo_attn.check import count_flops
-    from yolo_attn.integration import build_model
+    from yolo_attn.adapter import build_model
 
     model = build_model(cfg, scale=scale)
     return sum(p.numel() for p in model.parameters()), count_flops(model, 640) / 1e9

@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from markers import replace_between
-from yolo_attn.integration import build_model
+from yolo_attn.adapter import build_model
 from yolo_attn.layers.registry import REGISTRY
 from yolo_attn.names import ConfigName, resolve, stock_configs, valid_placements
 

@@ -22,7 +22,7 @@ from conftest import REDUCED_DEMO, bin_path
 from ultralytics import RTDETR, YOLO
 from yolo_attn.compare import (DeviceError, RunResult, Settings, _front, _stored, _timed, aggregate, compare, latex,
                                main, markdown, paired_interval, resolve_device, speed, t_quantile)
-from yolo_attn.integration import build_model
+from yolo_attn.adapter import build_model
 
 
 @pytest.mark.parametrize("df", [1, 2, 3, 5, 10, 40])

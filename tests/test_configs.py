@@ -26,7 +26,7 @@ from yolo_attn.configs import (
     placement_rows,
     shipped_configs,
 )
-from yolo_attn.integration import build_model
+from yolo_attn.adapter import build_model, model_class
 
 ROOT = Path(__file__).resolve().parents[1]
 from config_table import RTDETR_SCALES, YOLO_SCALES, table_rows  # noqa: E402
@@ -95,7 +95,7 @@ PLACEMENT_OF = {name: (base, layer, at) for name, base, layer, at in shipped_nam
 
 def _family(cfg: Path) -> tuple[str, bool]:
     base, _, _ = PLACEMENT_OF[cfg.name]
-    return base, base.startswith("rtdetr")
+    return base, model_class(base).__name__ == "RTDETRDetectionModel"  # chosen by the head, as compare does
 
 
 def _forward(model, h: int, w: int):

@@ -1,9 +1,10 @@
-"""Contract tests: each fact about Ultralytics that ``yolo_attn/integration.py`` relies on, checked directly against
-every checked Ultralytics release (``CHECKED_VERSIONS``), so an upgrade that breaks one fails in one named test.
+"""Contract tests: each fact about Ultralytics that the adapter (``yolo_attn/adapter/``) relies on, checked directly
+against every checked Ultralytics release (``CHECKED_VERSIONS``), so an upgrade that breaks one fails in one named
+test.
 
 The facts are probed in a fresh interpreter per release with the plugin switched off (``YOLO_ATTN_AUTOLOAD=0``,
-nothing of yolo_attn registered), so what is tested is Ultralytics itself; the numbering follows the integration
-module's docstring.
+nothing of yolo_attn registered), so what is tested is Ultralytics itself; the numbering follows the adapter
+package's docstring.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import json
 import pytest
 
 from conftest import run_py, ultralytics_version_path
-from yolo_attn.integration import CHECKED_VERSIONS
+from yolo_attn.adapter import CHECKED_VERSIONS
 
 PROBE = r'''
 import inspect, json, sys, threading
@@ -35,7 +36,7 @@ class Probe(nn.Module):
                                              "locals": sorted(k for k in NEEDED if k in loc),
                                              "c2_is_ch_f": bool(loc) and loc.get("c2") == loc["ch"][loc["f"]]})
         if frame is not None and args and args[0] == "out":
-            from yolo_attn.integration import _set_local
+            from yolo_attn.adapter.rows import _set_local
             _set_local(frame, "c2", 24)
             return nn.Conv2d(loc["ch"][loc["f"]], 24, 1)
         return nn.Identity()
@@ -80,6 +81,39 @@ facts["6_validator_call"] = list(inspect.signature(BaseValidator.__call__).param
 facts["6_predictor_pre_transform"] = list(inspect.signature(BasePredictor.pre_transform).parameters) == ["self", "im"]
 facts["7_load_fuse_safe_load"] = (list(inspect.signature(tasks.BaseModel.load).parameters)[:3] == ["self", "weights", "verbose"]
                                   and callable(tasks.BaseModel.fuse) and callable(tasks.torch_safe_load))
+facts["7_torch_safe_load_weight_first"] = list(inspect.signature(tasks.torch_safe_load).parameters)[0] == "weight"
+import os, tempfile, logging
+from ultralytics import YOLO
+d_plain = {"nc": 2, "scales": {"n": [0.34, 0.25, 1024]}, "scale": "n",
+           "backbone": [[-1, 1, "Conv", [16, 3, 2]], [-1, 1, "Conv", [32, 3, 2]], [-1, 1, "Conv", [64, 3, 2]]],
+           "head": [[[0, 1, 2], 1, "Detect", ["nc"]]]}
+facts["7_task_and_model_classes"] = (
+    tasks.guess_model_task(d_plain) == "detect"
+    and all(hasattr(tasks, c) for c in ("DetectionModel", "SegmentationModel", "PoseModel", "OBBModel",
+                                         "ClassificationModel", "RTDETRDetectionModel"))
+    and tasks.DetectionModel(d_plain, nc=5, verbose=False).model[-1].nc == 5)
+os.environ["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"] = "1"  # releases before 8.2 call torch.load with torch's default
+with tempfile.TemporaryDirectory() as tmp:
+    path = os.path.join(tmp, "made.pt")
+    torch.save({"model": tasks.DetectionModel(d_plain, verbose=False).half(), "train_args": {}, "date": None,
+                "version": None}, path)
+    facts["7_handmade_checkpoint_loads"] = (type(YOLO(path).model).__name__ == "DetectionModel"
+                                            and "model" in tasks.torch_safe_load(path)[0])
+from ultralytics.utils import torch_utils, LOGGER
+select_params = list(inspect.signature(torch_utils.select_device).parameters)
+facts["8_select_device"] = select_params[0] == "device" and "verbose" in select_params
+from ultralytics.data import utils as data_utils
+facts["8_dataset_and_image_formats"] = callable(data_utils.check_det_dataset) and "jpg" in data_utils.IMG_FORMATS
+from ultralytics.engine.trainer import BaseTrainer
+trainer_source = inspect.getsource(BaseTrainer)
+facts["8_trainer_state"] = (callable(getattr(BaseTrainer, "label_loss_items", None))
+                            and all(f"self.{k}" in trainer_source for k in ("loss_items", "tloss", "epoch", "epochs",
+                                                                           "best", "last", "save_dir"))
+                            and "results.csv" in trainer_source)
+facts["8_logger"] = isinstance(LOGGER, logging.Logger)
+from pathlib import Path
+stock = Path(ultralytics.__file__).parent / "cfg" / "models"
+facts["9_stock_model_yamls"] = any(stock.rglob("yolov8.yaml")) and any(stock.rglob("rtdetr-l.yaml"))
 # last: rebinding parse_model's c2 from the layer's constructor (our _set_local; importing it registers yolo_attn)
 d["backbone"][3] = [0, 1, "Probe", ["out"]]
 model = tasks.DetectionModel(d, verbose=False)
@@ -92,7 +126,9 @@ FACTS = [
     "2_frame_found_with_locals", "2_c2_is_ch_f_before_the_call", "2_conv_channels_scaled", "2_repeats_depth_scaled",
     "2_rebound_c2_reaches_ch", "3_parse_model_looked_up_at_call_time", "5_yaml_model_load_in_tasks_and_engine_model",
     "5_guess_model_scale", "6_dataset_rect_keyword", "6_trainer_build_dataset", "6_validator_call",
-    "6_predictor_pre_transform", "7_load_fuse_safe_load",
+    "6_predictor_pre_transform", "7_load_fuse_safe_load", "7_torch_safe_load_weight_first", "7_task_and_model_classes",
+    "7_handmade_checkpoint_loads", "8_select_device", "8_dataset_and_image_formats", "8_trainer_state", "8_logger",
+    "9_stock_model_yamls",
 ]
 _cache: dict[str, dict] = {}
 
@@ -119,7 +155,8 @@ def test_frame_not_found_inside_parse_model_names_the_versions():
     import ultralytics
     from ultralytics.nn import tasks
 
-    from yolo_attn.integration import IntegrationError, _parsing
+    from yolo_attn.adapter import IntegrationError
+    from yolo_attn.adapter.rows import parsing as _parsing
 
     token = _parsing.set({"codes": set(), "n": {}, "built": {}, "noted": set()})
     try:

@@ -20,10 +20,10 @@ CASES = [(p.parent.name, p.stem) for p in sorted(GOLDEN.glob("*/*.pt")) if p.nam
 
 CODE = """
 import json, sys, torch
-from ultralytics import RTDETR, YOLO
+from yolo_attn.adapter import front_end
 path, outputs, name = sys.argv[1:4]
 rec = torch.load(outputs, weights_only=True)[name]
-model = (RTDETR if name.startswith("rtdetr") else YOLO)(path).model.float().eval()
+model = front_end(path)(path).model.float().eval()  # YOLO or RTDETR, from the checkpoint model's class
 with torch.no_grad():
     y = model(rec["input"])
 y = y[0] if isinstance(y, (tuple, list)) else y

@@ -15,7 +15,7 @@ import yaml
 from conftest import NAMES, bin_path, front, n_params, run_py
 from coverage_table import tensors
 from yolo_attn.configs import insert, placement_rows, shipped_configs
-from yolo_attn.integration import build_model
+from yolo_attn.adapter import build_model
 from yolo_attn.names import ConfigNameError, parse_name, resolve, stock_configs
 
 # name -> (stock YAML, layer, placement, task) written out by hand: the parse is checked against it
@@ -127,9 +127,9 @@ def test_checkpoint_rebuilds_without_the_resolver(tmp_path):
     code = f"""
 import torch
 import yolo_attn
-from yolo_attn import integration
-integration._config_resolvers.clear()  # no config names from here on
-from ultralytics import YOLO
+from ultralytics import YOLO  # registers: yolo_attn.register() passes the resolvers to the adapter
+from yolo_attn.adapter import config_files
+config_files._config_resolvers.clear()  # no config names from here on
 from ultralytics.nn.tasks import yaml_model_load
 try:
     yaml_model_load({name!r})

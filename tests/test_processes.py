@@ -118,7 +118,7 @@ def test_checkpoint_without_safe_globals_is_refused_then_accepted(trained):
     refused = next(line for line in out if line.startswith(("REFUSED", "LOADED")))
     assert refused.startswith("REFUSED") and refused.endswith("True"), out[-20:]
     assert out[-1].startswith("ACCEPTED") and all(n in out[-1] for n in ("'CGA'", "'ConvBN'", "'LSKA'", "'SHSA'")), out
-    from yolo_attn.integration import SAFE_GLOBALS  # what registration allows: exactly the classes checkpoints hold
+    from yolo_attn.adapter import SAFE_GLOBALS  # what registration allows: exactly the classes checkpoints hold
 
     names = {c.__name__ for c in SAFE_GLOBALS}
     assert {"CGA", "FLA", "LSKA", "SHSA", "ConvBN", "LocalWindowAttention", "FocusedLinearAttention"} <= names

@@ -14,7 +14,7 @@ import torch
 from conftest import bin_path
 from yolo_attn import FLA, LayerArgumentError
 from yolo_attn.configs import dump, insert_rows
-from yolo_attn.integration import build_model, square_layers
+from yolo_attn.adapter import build_model, square_layers
 
 SQUARE_LOG = "FLA needs square inputs (fixed=True)"
 

@@ -17,7 +17,7 @@ import torch
 from conftest import bin_path, ddp_child_code, rel_err, run_py, ultralytics_version_path
 from yolo_attn import transfer
 from yolo_attn.data import make_shapes
-from yolo_attn.integration import build_model
+from yolo_attn.adapter import build_model
 from yolo_attn.names import parse_name, resolve, stock_configs
 
 TASKS = {  # task -> config name (each layer at least once; CGA/SHSA where step-0 reproduction is checked)

@@ -14,7 +14,7 @@ import torch
 
 from conftest import NAMES, OLD_ULTRALYTICS, bin_path, run_py, ultralytics_version_path
 from yolo_attn.configs import cfg_path, dump, insert, load_base, placement_rows
-from yolo_attn.integration import build_model
+from yolo_attn.adapter import build_model
 from yolo_attn.transfer import TransferReport, match_layers, transfer
 
 NC = 6  # classes of the generated shapes data

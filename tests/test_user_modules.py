@@ -23,7 +23,7 @@ from ultralytics.nn import tasks
 
 import yolo_attn
 from conftest import ROOT, bin_path, ddp_child_code, n_params, run_py
-from yolo_attn.integration import build_model
+from yolo_attn.adapter import build_model
 from yolo_attn.layers.registry import REGISTRY, unregister
 
 FIFTH = '''
@@ -195,7 +195,8 @@ def test_out_channels_and_repeats_at_each_scale(on_path, scale, width, depth):
 
 
 def test_imports_key_that_fails_names_the_module():
-    with pytest.raises(ImportError, match="'imports:' lists 'acme_nowhere.blocks', which could not be imported"):
+    with pytest.raises(ImportError, match="'imports:' lists 'acme_nowhere.blocks', which is not installed and not "
+                       "found in .* Put acme_nowhere.py next to the model YAML or in the working directory"):
         build_model({**acme_model(imports=["acme_nowhere.blocks"]), "scale": "n"})
 
 
@@ -295,7 +296,7 @@ model = YOLO(str(cfg))
 layer = model.model.model[10]
 out["layer"] = f"{type(layer).__name__}({layer.extra_repr()})"
 alias = {**d, "head": [[f, n, "FifthBlock" if m == "Fifth" else m, a] for f, n, m, a in d["head"]]}
-out["alias"] = type(yolo_attn.integration.build_model(alias, scale="n").model[10]).__name__
+out["alias"] = type(yolo_attn.adapter.build_model(alias, scale="n").model[10]).__name__
 # pretrained transfer from the stock model: every stock tensor lands
 stock = YOLO("yolov8n.yaml")
 report = transfer(model.model, stock.model)
@@ -474,3 +475,116 @@ def test_entry_point_of_an_installed_package(pkgroot, acme_best, tmp_path):
     env = {"PYTHONPATH": str(site), "ULTRALYTICS_SAFE_LOAD": "1"}  # no YOLO_ATTN_IMPORTS, not the source tree
     got = json.loads(run_py(code, env=env).stdout.strip().splitlines()[-1])
     assert got == {"type": "AcmeC2", "n": 2, "c2": 32, "ok": True}
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# the edges a user meets: imports: files beside the YAML or in the working directory, checkpoints whose module is
+# missing or (safe loading) not imported, and the package's errors under the plain ``yolo`` command
+# ----------------------------------------------------------------------------------------------------------------------
+GATE = '''
+import torch
+from torch import nn
+import yolo_attn
+
+
+@yolo_attn.register_module
+class EdgeGate(nn.Module):
+    def __init__(self, c1: int):
+        super().__init__()
+        self.fc = nn.Conv2d(c1, c1, 1)
+
+    def forward(self, x):
+        return x * torch.sigmoid(self.fc(x))
+'''
+
+
+def gate_yaml(layer: str = "EdgeGate", imports=("edge_gate",), args=()) -> str:
+    d = {"nc": 2, **({"imports": list(imports)} if imports else {}),
+         "backbone": [[-1, 1, "Conv", [16, 3, 2]], [-1, 1, layer, list(args)], [-1, 1, "Conv", [32, 3, 2]]],
+         "head": [[[1, 2], 1, "Detect", ["nc"]]]}
+    return yaml.safe_dump(d, default_flow_style=None)
+
+
+def yolo_export(cfg: Path, cwd: Path, **env) -> subprocess.CompletedProcess:
+    """The plain ``yolo`` console command (no working directory on sys.path) building ``cfg``, cheaply."""
+    cmd = [bin_path("yolo"), "export", f"model={cfg}", "format=torchscript", "imgsz=64"]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=cwd,
+                          env={**os.environ, "YOLO_OFFLINE": "1", **env})
+
+
+@pytest.fixture(scope="module")
+def gate_dirs(tmp_path_factory) -> dict:
+    root = tmp_path_factory.mktemp("edges")
+    dirs = {k: root / k for k in ("cfg", "yamls", "cwd", "elsewhere")}
+    for p in dirs.values():
+        p.mkdir()
+    (dirs["cfg"] / "edge_gate.py").write_text(GATE)  # the module next to the YAML
+    (dirs["cfg"] / "gate.yaml").write_text(gate_yaml())
+    (dirs["cwd"] / "edge_gate.py").write_text(GATE)  # the module in the working directory, the YAML elsewhere
+    (dirs["yamls"] / "gate.yaml").write_text(gate_yaml())
+    return dirs
+
+
+def test_yolo_command_finds_imports_next_to_the_yaml_and_in_the_working_directory(gate_dirs):
+    beside = yolo_export(gate_dirs["cfg"] / "gate.yaml", cwd=gate_dirs["elsewhere"])
+    assert beside.returncode == 0, beside.stderr[-3000:]
+    assert f"'imports: edge_gate' found in {gate_dirs['cfg'].resolve()}" in beside.stdout + beside.stderr
+    in_cwd = yolo_export(gate_dirs["yamls"] / "gate.yaml", cwd=gate_dirs["cwd"])
+    assert in_cwd.returncode == 0, in_cwd.stderr[-3000:]
+    assert f"'imports: edge_gate' found in {gate_dirs['cwd'].resolve()}" in in_cwd.stdout + in_cwd.stderr
+    nowhere = yolo_export(gate_dirs["yamls"] / "gate.yaml", cwd=gate_dirs["elsewhere"])
+    err = nowhere.stderr
+    assert nowhere.returncode == 1 and "Traceback" not in err
+    assert ("DeclaredImportError: the model YAML's 'imports:' lists 'edge_gate', which is not installed and not "
+            f"found in {gate_dirs['yamls'].resolve()} or {gate_dirs['elsewhere'].resolve()}") in err
+    assert "Put edge_gate.py next to the model YAML or in the working directory" in err
+
+
+def test_yolo_command_shows_the_package_errors_first_and_the_traceback_on_request(gate_dirs):
+    bad = gate_dirs["yamls"] / "typo.yaml"
+    bad.write_text(gate_yaml("LKSA", imports=()))
+    short = yolo_export(bad, cwd=gate_dirs["elsewhere"])
+    assert short.returncode == 1 and "Traceback" not in short.stderr
+    lines = [line for line in short.stderr.splitlines() if line.strip() and "Warning" not in line
+             and "warnings.warn" not in line]
+    assert lines[0].startswith("UnknownLayerError: model layer 1 names 'LKSA'") and "Did you mean LSKA?" in lines[0]
+    assert lines[1] == "(yolo_attn: set YOLO_ATTN_TRACEBACK=1 for the full traceback)" and len(lines) == 2
+    full = yolo_export(bad, cwd=gate_dirs["elsewhere"], YOLO_ATTN_TRACEBACK="1")
+    assert full.returncode == 1 and "Traceback (most recent call last)" in full.stderr
+    assert full.stderr.strip().splitlines()[0].startswith("UnknownLayerError: model layer 1 names 'LKSA'")
+    bad.write_text(gate_yaml("FLA", imports=(), args=[6]))  # a bad argument
+    arg = yolo_export(bad, cwd=gate_dirs["elsewhere"])
+    assert arg.returncode == 1 and "Traceback" not in arg.stderr, arg.stderr[-3000:]
+    assert "LayerArgumentError: model layer 1 (FLA, args [6]): " in arg.stderr and "num_heads=6" in arg.stderr
+
+
+SAVE_GATE = r'''
+import sys
+from ultralytics import YOLO
+from yolo_attn.adapter import save_checkpoint
+save_checkpoint(YOLO(sys.argv[1]).model, sys.argv[2])
+'''
+LOAD = "import sys\nfrom ultralytics import YOLO\nprint(type(YOLO(sys.argv[1]).model.model[1]).__name__)\n"
+
+
+def test_checkpoint_whose_module_is_missing_or_not_imported_names_it_and_the_fix(gate_dirs, tmp_path):
+    pt = tmp_path / "gate.pt"
+    run_py(f"import sys; sys.argv = ['x', {str(gate_dirs['cfg'] / 'gate.yaml')!r}, {str(pt)!r}]\n" + SAVE_GATE,
+           cwd=gate_dirs["elsewhere"])
+    code = f"import sys; sys.argv = ['x', {str(pt)!r}]\n" + LOAD
+    env = {"YOLO_OFFLINE": "1", "PYTHONPATH": ""}
+    missing = run_py(code, env=env, cwd=gate_dirs["elsewhere"], check=False)
+    out = missing.stdout + missing.stderr
+    assert missing.returncode != 0 and "AutoInstall" not in out
+    assert (f"yolo_attn: {pt} holds edge_gate.EdgeGate from the module 'edge_gate', which cannot be imported here "
+            "(no module named 'edge_gate')") in out and "PYTHONPATH" in out
+    beside = {**env, "PYTHONPATH": str(gate_dirs["cfg"])}
+    assert run_py(code, env=beside, cwd=gate_dirs["elsewhere"]).stdout.split()[-1] == "EdgeGate"  # importable: loads
+    safe = run_py(code, env={**beside, "ULTRALYTICS_SAFE_LOAD": "1"}, cwd=gate_dirs["elsewhere"], check=False)
+    out = safe.stdout + safe.stderr
+    assert safe.returncode != 0 and "references types outside" not in out
+    assert "from the module 'edge_gate', which is not imported. Safe loading (ULTRALYTICS_SAFE_LOAD=1) never" in out
+    assert f"YOLO_ATTN_IMPORTS=edge_gate yolo predict model={pt}" in out
+    fixed = run_py(code, env={**beside, "ULTRALYTICS_SAFE_LOAD": "1", "YOLO_ATTN_IMPORTS": "edge_gate"},
+                   cwd=gate_dirs["elsewhere"])
+    assert fixed.stdout.split()[-1] == "EdgeGate"

@@ -19,18 +19,32 @@ import sys
 
 import yolo_attn_autoload as _autoload
 
-from .configs import cfg_path, insert
-from . import names  # noqa: F401 - registers the resolver of config names (yolo26n-lska.yaml)
-from .integration import register, registered
-from .layers.registry import REGISTRY, discover, register_module
+from . import adapter
+from .adapter import registered
+from .configs import cfg_path, insert, shipped_config
 from .layers import CGA, FLA, LAYERS, LSKA, SHSA, LayerArgumentError, create_layer
-from .transfer import transfer
+from .layers.registry import REGISTRY, discover, register_module
+from .names import resolve as resolve_name
+from .transfer import aligned_source, transfer
 
 __version__ = "0.2.0.dev0"
 __all__ = [
     "CGA", "FLA", "LSKA", "SHSA", "LAYERS", "LayerArgumentError", "create_layer", "register", "registered",
     "cfg_path", "insert", "transfer",
 ]
+
+
+
+def register() -> tuple[str, ...]:
+    """Make every registered layer usable as a layer name in Ultralytics model YAMLs, with the package's features
+    wired in: shipped configs and ``<stock>-<layer>[-<placement>].yaml`` names resolve by name, and ``BaseModel.load``
+    pairs checkpoint layers by structure. Idempotent; see :func:`yolo_attn.adapter.register`.
+
+    Returns:
+        The names registered by yolo_attn (main names, without aliases).
+    """
+    return adapter.register(config_resolvers=(shipped_config, resolve_name), load_aligners=(aligned_source,))
+
 
 if _autoload.TARGET in sys.modules:
     register()

@@ -42,7 +42,8 @@ from pathlib import Path
 
 from .check import count_flops
 from .configs import cfg_path, insert
-from .integration import build_model, register
+from . import register
+from .adapter import build_model
 from .layers.registry import REGISTRY, builtin_specs, discover, find
 
 __all__ = ["main", "LAYER_SHAPES", "LAYER_NAMES", "make_layer", "measure_layer", "run_layers", "run_models",

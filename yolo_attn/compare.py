@@ -33,7 +33,6 @@ import copy
 import csv
 import dataclasses
 import json
-import logging
 import math
 import os
 import statistics
@@ -42,6 +41,13 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from . import register
+from .adapter import build_model, front_end, quiet, save_checkpoint
+from .adapter.training import (batch_loss, dataset_info, epoch_losses, epoch_progress, image_suffixes,
+                               logged_train_seconds, metrics, select_device, trained_weights)
+from .check import count_flops
+from .transfer import transfer
 
 if TYPE_CHECKING:
     import torch
@@ -239,44 +245,16 @@ def _write_csv(path: Path, rows: list[dict], digits: int | None = 6) -> None:
 # --------------------------------------------------------------------------------------------------------------------
 # one run
 # --------------------------------------------------------------------------------------------------------------------
-class _Quiet:
-    """Ultralytics' logger at WARNING (no per-batch bars or summaries) for the duration of a block."""
-
-    def __enter__(self):
-        from ultralytics.utils import LOGGER
-
-        self.logger, self.level = LOGGER, LOGGER.level
-        LOGGER.setLevel(logging.WARNING)
-        return self
-
-    def __exit__(self, *exc):
-        self.logger.setLevel(self.level)
-
-
 def label(cfg: str) -> str:
     """Table / run-directory name of a config: its file stem."""
     return Path(cfg).stem
 
 
 def _front(source):
-    """Ultralytics' front end, ``RTDETR`` or ``YOLO``, for a config (path, shipped name or dict), a checkpoint (``.pt``)
-    or a built model: ``RTDETR`` when the model is Ultralytics' RT-DETR model — for a config, the class that
-    :func:`yolo_attn.integration.build_model` picks from the config's head — whatever the file is called."""
-    import torch
-    from ultralytics import RTDETR, YOLO
-    from ultralytics.nn import tasks
-
-    from .integration import build_model
-
-    if isinstance(source, torch.nn.Module):
-        model = source
-    elif isinstance(source, (str, Path)) and Path(source).suffix == ".pt":
-        ckpt = tasks.torch_safe_load(str(source))[0]
-        model = ckpt.get("ema") or ckpt["model"]
-    else:
-        with _Quiet():
-            model = build_model(source)
-    return RTDETR if isinstance(model, tasks.RTDETRDetectionModel) else YOLO
+    """Ultralytics' front end, ``RTDETR`` or ``YOLO``, for a config, checkpoint or model, chosen from the model's head
+    whatever the file is called (:func:`yolo_attn.adapter.front_end`)."""
+    with quiet():
+        return front_end(source)
 
 
 class DeviceError(ValueError):
@@ -298,7 +276,6 @@ def resolve_device(device) -> tuple[str, torch.device]:
     there is none.
     """
     import torch
-    from ultralytics.utils import torch_utils
 
     text = "" if device is None else str(device).strip()
     low = text.lower().replace(" ", "")
@@ -321,8 +298,8 @@ def resolve_device(device) -> tuple[str, torch.device]:
                               + (f" under CUDA_VISIBLE_DEVICES={visible}" if visible is not None else "")
                               + f"; use {DEVICE_FORMS}")
     try:
-        with _Quiet():
-            dev = torch_utils.select_device(text, verbose=False)
+        with quiet():
+            dev = select_device(text)
     except Exception as e:  # ValueError in every checked version: the first line says why
         reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise DeviceError(f"--device {text!r} is not usable here ({reason}); use {DEVICE_FORMS}") from e
@@ -346,7 +323,7 @@ def _ultralytics_device(device) -> str:
 def _fused(model):
     m = copy.deepcopy(model).float().eval()
     if hasattr(m, "fuse"):  # as Ultralytics' predict and val run it
-        with _Quiet():
+        with quiet():
             m = m.fuse(verbose=False)
     return m
 
@@ -395,39 +372,12 @@ def _init_checkpoint(cfg: str, nc: int, init: str, seed: int, path: Path) -> str
     checkpoint lacks keep their initialisation under ``seed``); returns "transferred/total" tensors."""
     import torch
 
-    from .integration import build_model
-    from .transfer import transfer
-
     torch.manual_seed(seed)
-    with _Quiet():
-        built = build_model(cfg)  # the model class the head needs (RT-DETR or not)
-        model = type(built)(built.yaml, nc=nc, verbose=False)  # the head's width depends on the class count
+    with quiet():
+        model = build_model(cfg, nc=nc)  # the model class the head needs (RT-DETR or not); the head's width: nc
     report = transfer(model, init)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"model": model.half(), "train_args": {}, "date": None, "version": None}, path)
+    save_checkpoint(model, path)
     return f"{report.n_transferred}/{report.total}"
-
-
-def _metrics(results) -> dict:
-    """Validation figures of ``Model.train``'s result: a metrics object's ``results_dict``, or the dict Ultralytics
-    8.4 returns under DDP (the checkpoint's ``train_metrics``); {} for None (DDP in older versions)."""
-    if isinstance(results, dict):
-        return results
-    return getattr(results, "results_dict", None) or {}
-
-
-def _logged_train_s(trainer) -> float:
-    """Ultralytics' own clock of a run (``results.csv``, column ``time`` of the last epoch, its validation included):
-    for epochs that ran in other processes (multi-GPU DDP), which compare's callbacks do not see; 0 if absent."""
-    save_dir = getattr(trainer, "save_dir", None)
-    if not save_dir:
-        return 0.0
-    try:
-        with open(Path(save_dir) / "results.csv", newline="") as fh:
-            last = list(csv.DictReader(fh))[-1]
-        return float({k.strip(): v for k, v in last.items()}["time"])
-    except (OSError, IndexError, KeyError, ValueError, TypeError):
-        return 0.0
 
 
 _AS_SETTINGS = object()
@@ -441,8 +391,6 @@ def train_one(cfg: str, seed: int, s: Settings, runs_dir: Path, workers: int = 2
     process measures speed and evaluates on (default: the first device of ``device``, see :func:`resolve_device`).
     """
     import torch
-
-    from .check import count_flops
 
     if device is _AS_SETTINGS:
         device = s.device
@@ -464,23 +412,20 @@ def train_one(cfg: str, seed: int, s: Settings, runs_dir: Path, workers: int = 2
         clock["t0"] = time.perf_counter()
 
     def batch_end(trainer):
-        items = trainer.loss_items
-        total = sum(float(v) for v in items.values()) if isinstance(items, dict) else float(items.sum())
-        losses.append(round(total, 4))
+        losses.append(round(batch_loss(trainer), 4))
 
     def epoch_end(trainer):
         dt = time.perf_counter() - clock["t0"]
         clock["train"] += dt
         clock["epochs"] += 1
-        items = trainer.label_loss_items(trainer.tloss, prefix="") if trainer.tloss is not None else {}
-        text = " ".join(f"{k.split('/')[-1].replace('_loss', '')} {float(v):.3f}" for k, v in items.items())
-        print(f"  {name:14s} seed {seed}  epoch {trainer.epoch + 1:>3d}/{trainer.epochs}  loss {text}  ({dt:.1f} s)",
-              flush=True)
+        text = " ".join(f"{k} {v:.3f}" for k, v in epoch_losses(trainer).items())
+        epoch, epochs = epoch_progress(trainer)
+        print(f"  {name:14s} seed {seed}  epoch {epoch:>3d}/{epochs}  loss {text}  ({dt:.1f} s)", flush=True)
 
     model.add_callback("on_train_epoch_start", epoch_start)
     model.add_callback("on_train_batch_end", batch_end)
     model.add_callback("on_train_epoch_end", epoch_end)
-    with _Quiet():
+    with quiet():
         results = model.train(
             data=s.data, epochs=s.epochs, imgsz=s.imgsz, batch=s.batch, device=device, seed=seed,
             deterministic=True, workers=workers, plots=False, val=False,
@@ -488,19 +433,19 @@ def train_one(cfg: str, seed: int, s: Settings, runs_dir: Path, workers: int = 2
             **s.recipe,
         )
     trainer = model.trainer
-    weights = trainer.best if Path(trainer.best).is_file() else trainer.last
+    weights = trained_weights(trainer)
     final = (model.model if isinstance(model.model, torch.nn.Module) else front(str(weights)).model).float()
     params, gflops = sum(p.numel() for p in final.parameters()), count_flops(final, s.imgsz) / 1e9
     latency, throughput = speed(final, s.imgsz, local)
-    d = _metrics(results)
+    d = metrics(results)
     if "metrics/mAP50-95(B)" not in d:  # validation ran in the DDP workers and nothing came back: evaluate here
-        with _Quiet():
-            d = _metrics(model.val(data=s.data, imgsz=s.imgsz, batch=s.batch, device=_ultralytics_device(local),
+        with quiet():
+            d = metrics(model.val(data=s.data, imgsz=s.imgsz, batch=s.batch, device=_ultralytics_device(local),
                                    workers=workers, plots=False, verbose=False, project=str(runs_dir),
                                    name=f"{run_name}-val", exist_ok=True))
     r = RunResult(model=name, seed=seed, params=params, gflops=gflops, map50=float(d.get("metrics/mAP50(B)", math.nan)),
                   map50_95=float(d.get("metrics/mAP50-95(B)", math.nan)), latency_ms=latency, throughput=throughput,
-                  train_s=clock["train"] if clock["epochs"] else _logged_train_s(trainer), weights=str(weights),
+                  train_s=clock["train"] if clock["epochs"] else logged_train_seconds(trainer), weights=str(weights),
                   cfg=cfg, transferred=transferred, loss=losses, speed_device=str(local))
     print(f"  {name:14s} seed {seed}  mAP50 {r.map50:.4f}  mAP50-95 {r.map50_95:.4f}  latency {latency:.1f} ms/img  "
           f"{throughput:.0f} img/s on {local}  train {r.train_s:.0f} s", flush=True)
@@ -512,7 +457,7 @@ def _measured_again(r: RunResult, s: Settings, local) -> RunResult:
     throughput on the training device) with its speed on ``local``; on a CPU that is what it already holds."""
     if not r.speed_device and local.type == "cpu":
         return dataclasses.replace(r, speed_device=str(local))
-    with _Quiet():
+    with quiet():
         final = _front(r.weights)(r.weights).model.float()
     latency, throughput = speed(final, s.imgsz, local)
     print(f"  {r.model:14s} seed {r.seed}  speed measured again on {local}: latency {latency:.1f} ms/img  "
@@ -592,19 +537,16 @@ def plot_curves(runs: list[RunResult], names: list[str], path: Path, title: str)
 
 
 def _dataset(data: str) -> dict:
-    from ultralytics.data.utils import check_det_dataset
-
-    with _Quiet():
-        return check_det_dataset(data)
+    with quiet():
+        return dataset_info(data)
 
 
 def val_images(data: str, n: int) -> list[Path]:
     """The first ``n`` validation images of a dataset YAML (sorted by name)."""
-    from ultralytics.data.utils import IMG_FORMATS
-
     d = _dataset(data)
+    suffixes = image_suffixes()
     val = d["val"] if isinstance(d["val"], (list, tuple)) else [d["val"]]
-    files = sorted(p for v in val for p in Path(v).rglob("*") if p.suffix[1:].lower() in IMG_FORMATS)
+    files = sorted(p for v in val for p in Path(v).rglob("*") if p.suffix[1:].lower() in suffixes)
     return files[:n]
 
 
@@ -617,7 +559,7 @@ def plot_predictions(runs: list[RunResult], names: list[str], images: list[Path]
                              squeeze=False)
     for i, name in enumerate(names):
         r = min((r for r in runs if r.model == name), key=lambda r: r.seed)
-        with _Quiet():
+        with quiet():
             preds = _front(r.weights)(r.weights).predict([str(p) for p in images], imgsz=imgsz, conf=conf,
                                                          verbose=False, device=device)
         for j, p in enumerate(preds):
@@ -655,8 +597,6 @@ def compare(cfgs: list[str], data: str, *, epochs: int, imgsz: int, seeds: int, 
     request, local = resolve_device(device)
     out.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("MPLCONFIGDIR", str(out / ".matplotlib"))
-    from . import register
-
     register()
     s = Settings(data=str(Path(data).resolve()) if Path(data).is_file() else data, epochs=epochs, imgsz=imgsz,
                  batch=batch, device=request, init=str(Path(init).resolve()) if init else None,

@@ -32,12 +32,12 @@ from typing import Iterable, Sequence
 
 import yaml
 
-from .integration import add_config_resolver, build_model, register
+from .adapter import build_model, guess_scale, load_config, register
 from .layers.registry import find, lookup
 
 __all__ = [
     "load_base", "insert", "insert_rows", "find_after_sppf", "placement_rows", "default_args", "dump",
-    "declared_scales", "cfg_path", "shipped_configs", "PLACEMENTS", "main", "is_classify",
+    "declared_scales", "cfg_path", "shipped_configs", "shipped_config", "PLACEMENTS", "main", "is_classify",
 ]
 
 PLACEMENTS = ("after-sppf", "neck", "backbone")
@@ -76,9 +76,10 @@ def cfg_path(name: str) -> Path:
     )
 
 
-def _shipped_config(name: str) -> dict | None:
-    """The model dict of the shipped config a bare name stands for (``yolov8s-lska.yaml``), or None; registered as a
-    config resolver, so Ultralytics' ``yaml_model_load`` finds shipped configs by name."""
+def shipped_config(name: str) -> dict | None:
+    """The model dict of the shipped config a bare name stands for (``yolov8s-lska.yaml``), or None; a config
+    resolver (``yolo_attn.register`` passes it to the adapter), so Ultralytics' ``yaml_model_load`` finds shipped
+    configs by name."""
     path = Path(name)
     if len(path.parts) > 1 or Path(unscaled(name)).exists():
         return None
@@ -89,8 +90,6 @@ def _shipped_config(name: str) -> dict | None:
         return yaml.safe_load(fh)
 
 
-add_config_resolver(_shipped_config)
-
 _P5_CONTEXT = ("SPPF", "SPP", "SPPELAN", "AIFI")  # the P5 context block after which 'after-sppf' inserts
 
 
@@ -100,9 +99,7 @@ def load_base(cfg: str | Path | dict) -> dict:
         return copy.deepcopy(cfg)
     path = Path(cfg)
     if not path.is_file():
-        from ultralytics.nn.tasks import yaml_model_load
-
-        return yaml_model_load(str(cfg))  # resolves stock names (yolov8n.yaml -> yolov8.yaml + scale n)
+        return load_config(cfg)  # resolves stock names (yolov8n.yaml -> yolov8.yaml + scale n)
     with open(path, encoding="utf-8") as fh:
         return yaml.safe_load(fh)
 
@@ -111,9 +108,7 @@ def declared_scales(cfg: str | Path | dict) -> list:
     """Scales a config builds at: the one its file name fixes (``yolov8s-lska.yaml``), else every scale it
     declares, else ``[None]`` (no ``scales`` block)."""
     if not isinstance(cfg, dict):
-        from ultralytics.nn.tasks import guess_model_scale
-
-        fixed = guess_model_scale(cfg)
+        fixed = guess_scale(cfg)
         if fixed:
             return [fixed]
     d = cfg if isinstance(cfg, dict) else load_base(cfg)

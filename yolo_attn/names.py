@@ -50,7 +50,6 @@ import argparse
 import copy
 import difflib
 import functools
-import importlib.util
 import sys
 from dataclasses import dataclass
 from importlib.metadata import version
@@ -58,7 +57,7 @@ from pathlib import Path
 
 from .configs import PLACEMENTS, dump, insert, is_classify, load_base, placement_rows, unscaled, write_config
 from .configs import main as insert_main
-from .integration import add_config_resolver
+from .adapter import stock_config_files
 from .layers.registry import REGISTRY
 
 __all__ = [
@@ -102,12 +101,9 @@ class ConfigName:
         return f"{self.stock}-{self.layer.lower()}{'-' + suffix if suffix else ''}.yaml"
 
 
-@functools.lru_cache(maxsize=None)
 def stock_configs() -> dict[str, Path]:
     """File name -> path of every model YAML shipped in the installed Ultralytics (``cfg/models/**``)."""
-    spec = importlib.util.find_spec("ultralytics")  # not imported here: `import yolo_attn` stays light
-    root = Path(spec.origin).resolve().parent / "cfg" / "models"
-    return {p.name: p for p in sorted(root.rglob("*.y*ml"))}
+    return stock_config_files()
 
 
 def stock_name(stem: str) -> str | None:
@@ -217,8 +213,8 @@ def _generate(base: str, layer: str, placement: str) -> dict:
 
 
 def resolve(name: str) -> dict | None:
-    """The model dict a config name stands for (a fresh copy), or None when it is no config name; registered as a
-    config resolver, so Ultralytics' ``yaml_model_load`` resolves these names."""
+    """The model dict a config name stands for (a fresh copy), or None when it is no config name; a config resolver
+    (``yolo_attn.register`` passes it to the adapter), so Ultralytics' ``yaml_model_load`` resolves these names."""
     parsed = parse_name(name)
     if parsed is None:
         return None
@@ -227,8 +223,6 @@ def resolve(name: str) -> dict | None:
     d.pop("scale", None)
     return d
 
-
-add_config_resolver(resolve)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -25,7 +25,8 @@ import torch
 import torch.nn.functional as F
 from ultralytics import YOLO
 
-from .integration import build_model, register
+from . import register
+from .adapter import build_model
 from .layers.registry import REGISTRY, LayerSpec
 
 __all__ = ["main", "show", "attention_maps", "drawable"]

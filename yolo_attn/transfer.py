@@ -26,7 +26,6 @@ import torch
 from torch import nn
 
 from .configs import _absolute
-from .integration import add_load_aligner
 
 __all__ = ["transfer", "TransferReport", "match_layers", "aligned_source", "source_layers"]
 
@@ -321,5 +320,3 @@ def transfer(model: nn.Module, ckpt: Any, verbose: bool = False) -> TransferRepo
         print(report)
     return report
 
-
-add_load_aligner(aligned_source)  # BaseModel.load pairs checkpoint layers by structure when ours are involved
