@@ -122,3 +122,45 @@ def test_slow_tests_are_skipped_by_default_and_run_with_runslow_or_a_marker_expr
     assert got["m-either"] == everything
     assert got["m-slow"] == {"test_slow": ok, "test_slow_fails": failed_slow, "test_param[b]": ok}
     assert got["m-not-slow"] == {doctest: ok, "test_fast": ok, "test_fast_fails": failed, "test_param[a]": ok}
+
+
+FAKE_PYTHON = """#!/usr/bin/env bash
+echo "$*" >> "$(dirname "$0")/../../pip.log"
+"""
+
+
+def _setup(tmp_path, *args: str) -> list[str]:
+    """scripts/setup_env.sh run in a copy of the checkout's scripts with a stand-in .venv/bin/python that logs the
+    pip commands it is given: what each mode installs, without installing anything."""
+    work = tmp_path / "checkout"
+    (work / "scripts").mkdir(parents=True, exist_ok=True)
+    (work / "scripts" / "setup_env.sh").write_text((ROOT / "scripts" / "setup_env.sh").read_text())
+    fake = work / ".venv" / "bin" / "python"
+    fake.parent.mkdir(parents=True, exist_ok=True)
+    fake.write_text(FAKE_PYTHON)
+    fake.chmod(0o755)
+    log = work / "pip.log"
+    log.unlink(missing_ok=True)
+    proc = subprocess.run(["bash", str(work / "scripts" / "setup_env.sh"), *args], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    return log.read_text().splitlines()
+
+
+def test_main_job_installs_what_the_demo_needs_and_the_test_command_the_rest(tmp_path):
+    """The README's main command (scripts/main.sh) sets up the demo's environment only: the package and its
+    requirements; the test command (scripts/test.sh, which CI runs) adds the test and deployment extras and the
+    older Ultralytics releases of the contract tests."""
+    demo = _setup(tmp_path, "demo")
+    assert demo == ["-m pip install -q -c constraints.txt -e ."], demo
+    test = _setup(tmp_path, "test")
+    assert test[0] == "-m pip install -q -c constraints.txt -e .[test,deploy]", test
+    assert [line.split()[-1] for line in test[1:]] == [f"ultralytics=={v}" for v in ("8.1.47", "8.2.103", "8.3.240")]
+    assert all("--no-deps --target .venv/ultralytics-versions/" in line for line in test[1:]), test
+    assert _setup(tmp_path) == test  # the default is the whole set-up (what conftest's hints ask for)
+    main, tests = ((ROOT / "scripts" / f).read_text() for f in ("main.sh", "test.sh"))
+    assert "bash scripts/setup_env.sh demo\n" in main and "bash scripts/setup_env.sh test\n" in tests
+    assert "bash scripts/test.sh" in (ROOT / ".ci" / "run").read_text()
+    wrong = subprocess.run(["bash", str(ROOT / "scripts" / "setup_env.sh"), "everything"], capture_output=True,
+                           text=True, timeout=60)
+    assert wrong.returncode == 2 and "usage: bash scripts/setup_env.sh [demo|test]" in wrong.stderr
