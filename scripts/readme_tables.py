@@ -51,7 +51,7 @@ def layers_table(specs: dict[str, LayerSpec]) -> str:
     lines = ["| name | also written | layer | paper | official code it matches |", "|---|---|---|---|---|"]
     for s in specs.values():
         other = ", ".join(f"`{n}`" for n in (*s.aliases, *s.official)) or "-"
-        lines.append(f"| `{s.name}` | {other} | {s.summary} | {s.paper} | {s.reference} |")
+        lines.append(f"| `{s.name}` | {other} | {s.summary} | {s.paper} | {s.official_code} |")
     return "\n".join(lines)
 
 
