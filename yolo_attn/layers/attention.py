@@ -1,4 +1,4 @@
-"""Softmax attention over token sequences, shared by CGA and SHSA, and the switch to the textbook formulations.
+"""Softmax attention over token sequences, shared by CGA and SHSA, and the switch to its explicit (textbook) form.
 
 Two formulations of the same math:
 
@@ -28,11 +28,11 @@ Memory: on CUDA the fused kernels hold no score matrix (training memory linear i
 held only while all of a call's scores fit ``CPU_GRAD_EXPLICIT_MAX_BYTES`` (training) or ``CHUNK_BYTES`` per problem
 (inference, beyond which blocks or SDPA take over).
 
-Textbook switch: inside ``with textbook():`` every layer of this package runs its plain, unoptimised formulation —
-explicit attention matrices (SHSA, CGA), a Python loop over CGA's windows, FLA in the quadratic order
-(φ(q)φ(k)ᵀ first), LSKA with the official defensive ``clone()``. The benchmark (``yolo-attn bench``) and the tests
-(``tests/test_fastpaths.py``) compare the fast paths against it. The switch is a context variable (per thread and asyncio
-task) read once per forward; the fast path pays nothing else for it.
+Textbook switch: inside ``with textbook():`` every attention of this module runs in the explicit form — the score
+matrix materialised, as under ``torch.jit.trace`` (the export form) — whatever the device and size. Each layer's
+reference formulation (``LayerSpec.reference``, in the layer's file) is what the fast paths are tested and
+benchmarked against; the switch only takes the dispatch out of the picture. It is a context variable (per thread and
+asyncio task) read once per call; the fast path pays nothing else for it.
 """
 
 from __future__ import annotations
@@ -84,7 +84,7 @@ _TEXTBOOK: contextvars.ContextVar[bool] = contextvars.ContextVar("yolo_attn_text
 
 @contextlib.contextmanager
 def textbook(enabled: bool = True):
-    """Run every yolo_attn layer in its textbook formulation inside the ``with`` block (nesting restores)."""
+    """Run every attention of this module in its explicit form inside the ``with`` block (nesting restores)."""
     token = _TEXTBOOK.set(bool(enabled))
     try:
         yield
@@ -133,8 +133,8 @@ def attention_form(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> str:
 
     One rule per device, and why:
 
-    * **textbook switch or** ``torch.jit.trace`` → ``"explicit"``: the reference form, and plain MatMul/Softmax for
-      ONNX and the other traced exports.
+    * **textbook switch or** ``torch.jit.trace`` → ``"explicit"``: plain MatMul/Softmax, what ONNX and the other
+      traced exports record.
     * **CUDA** → ``"sdpa"`` at every size, 4-D ``(B, 1, N, d)`` (see :func:`sdpa_inputs`). CUDA's fused kernels
       (flash, memory-efficient, cuDNN) take only 4-D inputs; 3-D inputs silently run the math kernel, which builds the
       whole N×N matrix (measured on an H200, SHSA at P3, batch 16: 10.1 GB training peak against 0.21 GB 4-D, fp16
