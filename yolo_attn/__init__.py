@@ -15,17 +15,10 @@ Examples:
 
 from __future__ import annotations
 
+import importlib
 import sys
 
 import yolo_attn_autoload as _autoload
-
-from . import adapter
-from .adapter import registered
-from .configs import cfg_path, insert, shipped_config
-from .layers import CGA, FLA, LAYERS, LSKA, SHSA, LayerArgumentError, create_layer
-from .layers.registry import REGISTRY, discover, register_module
-from .names import resolve as resolve_name
-from .transfer import aligned_source, transfer
 
 __version__ = "0.2.0.dev0"
 __all__ = [
@@ -33,6 +26,30 @@ __all__ = [
     "cfg_path", "insert", "transfer",
 ]
 
+_EXPORTS = {  # name -> the module defining it, imported on first use: `import yolo_attn` alone imports no torch
+    **dict.fromkeys(("CGA", "FLA", "LSKA", "SHSA", "LAYERS", "LayerArgumentError", "create_layer"), ".layers"),
+    **dict.fromkeys(("REGISTRY", "discover", "register_module"), ".layers.registry"),
+    **dict.fromkeys(("cfg_path", "insert"), ".configs"),
+    "registered": ".adapter",
+    "transfer": ".transfer",
+}
+_SUBMODULES = {"adapter", "bench", "check", "cli", "compare", "configs", "data", "demo", "layers", "names", "show",
+               "transfer"}
+
+
+def __getattr__(name: str):
+    """The package's exports and sub-modules, imported when first used (so ``yolo-attn --help`` needs no torch)."""
+    if name in _SUBMODULES:
+        return importlib.import_module(f"{__name__}.{name}")
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name], __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS, *_SUBMODULES})
 
 
 def register() -> tuple[str, ...]:
@@ -43,7 +60,12 @@ def register() -> tuple[str, ...]:
     Returns:
         The names registered by yolo_attn (main names, without aliases).
     """
-    return adapter.register(config_resolvers=(shipped_config, resolve_name), load_aligners=(aligned_source,))
+    from . import adapter
+    from .configs import shipped_config
+    from .names import resolve
+    from .transfer import aligned_source
+
+    return adapter.register(config_resolvers=(shipped_config, resolve), load_aligners=(aligned_source,))
 
 
 if _autoload.TARGET in sys.modules:
