@@ -40,7 +40,9 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
 
 from . import register
 from .adapter import build_model, front_end, quiet, save_checkpoint
@@ -48,9 +50,6 @@ from .adapter.training import (batch_loss, dataset_info, epoch_losses, epoch_pro
                                logged_train_seconds, metrics, select_device, trained_weights)
 from .check import count_flops
 from .transfer import transfer
-
-if TYPE_CHECKING:
-    import torch
 
 __all__ = ["main", "compare", "RunResult", "Settings", "aggregate", "t_quantile", "markdown", "latex", "label",
            "resolve_device", "DeviceError", "speed"]
@@ -275,8 +274,6 @@ def resolve_device(device) -> tuple[str, torch.device]:
     accepted forms: a GPU index that is no number, one listed twice, one this machine does not have, ``mps`` where
     there is none.
     """
-    import torch
-
     text = "" if device is None else str(device).strip()
     low = text.lower().replace(" ", "")
     ids: list[str] = []
@@ -330,8 +327,6 @@ def _fused(model):
 
 def _sync(device):
     """What makes the clock wait for ``device``'s queued work (nothing on the CPU)."""
-    import torch
-
     if device.type == "cuda":
         return lambda: torch.cuda.synchronize(device)
     if device.type == "mps":
@@ -340,8 +335,6 @@ def _sync(device):
 
 
 def _timed(m, x, runs: int) -> float:
-    import torch
-
     sync = _sync(x.device)
     times = []
     with torch.inference_mode():
@@ -358,8 +351,6 @@ def _timed(m, x, runs: int) -> float:
 def speed(model, imgsz: int, device) -> tuple[float, float]:
     """``(latency ms/img at batch 1, throughput img/s at batch 16)`` of the fused eval model, both on ``device``
     (a ``torch.device`` or its name; on CUDA the clock is read after ``torch.cuda.synchronize``)."""
-    import torch
-
     device = torch.device(device)
     m = _fused(model).to(device)
     latency = _timed(m, torch.zeros(1, 3, imgsz, imgsz, device=device), LATENCY_RUNS) * 1e3
@@ -370,8 +361,6 @@ def speed(model, imgsz: int, device) -> tuple[float, float]:
 def _init_checkpoint(cfg: str, nc: int, init: str, seed: int, path: Path) -> str:
     """A checkpoint of ``cfg`` with ``nc`` classes initialised from ``init`` by the structural transfer (layers the
     checkpoint lacks keep their initialisation under ``seed``); returns "transferred/total" tensors."""
-    import torch
-
     torch.manual_seed(seed)
     with quiet():
         model = build_model(cfg, nc=nc)  # the model class the head needs (RT-DETR or not); the head's width: nc
@@ -390,8 +379,6 @@ def train_one(cfg: str, seed: int, s: Settings, runs_dir: Path, workers: int = 2
     ``device`` goes to Ultralytics' training unchanged (default ``s.device``); ``local`` is the ``torch.device`` this
     process measures speed and evaluates on (default: the first device of ``device``, see :func:`resolve_device`).
     """
-    import torch
-
     if device is _AS_SETTINGS:
         device = s.device
     if local is None:
@@ -481,7 +468,7 @@ def _stored(path: Path, s: Settings) -> RunResult | None:
 # pictures
 # --------------------------------------------------------------------------------------------------------------------
 def _pyplot():
-    import matplotlib
+    import matplotlib  # lazy: matplotlib is imported only when pictures are drawn
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -511,8 +498,6 @@ def plot_results(rows: list[dict], path: Path, title: str) -> None:
 
 def plot_curves(runs: list[RunResult], names: list[str], path: Path, title: str) -> None:
     """Training loss per batch of every model (mean over seeds; band: min-max over seeds)."""
-    import numpy as np
-
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 4.2), dpi=120)
     for k, name in enumerate(names):

@@ -26,10 +26,12 @@ from __future__ import annotations
 import argparse
 import copy
 import functools
+import re
 import sys
 from pathlib import Path
 from typing import Iterable, Sequence
 
+import torch
 import yaml
 
 from .adapter import build_model, guess_scale, load_config, register
@@ -57,8 +59,6 @@ def shipped_configs() -> dict[str, Path]:
 
 def unscaled(name: str) -> str:
     """A config name without its scale letter, as Ultralytics unifies it: ``yolov8s-lska.yaml`` -> ``yolov8-lska.yaml``."""
-    import re
-
     return re.sub(r"(\d+)([nslmx])(.+)?$", r"\1\3", name)
 
 
@@ -197,8 +197,6 @@ def row_strides(base: str | Path | dict, probe: int = 64) -> list[int | None]:
 
 @functools.lru_cache(maxsize=32)
 def _row_strides(key: str, probe: int) -> tuple[int | None, ...]:
-    import torch
-
     d = yaml.safe_load(key)
     scales = list(d.get("scales") or {})
     model = build_model(d, scale=scales[0] if scales else None)

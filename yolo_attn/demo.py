@@ -24,6 +24,7 @@ from pathlib import Path
 
 from .compare import DeviceError, compare, resolve_device
 from .configs import cfg_path
+from .data import make_shapes
 from .layers.registry import builtin_specs
 
 __all__ = ["main", "run", "models", "made_by", "DEFAULTS", "WEIGHTS", "CAVEAT"]
@@ -67,8 +68,6 @@ def _config(name: str) -> str:
 def _ensure_data(args, out: Path) -> str:
     if args.data:
         return args.data
-    from .data import make_shapes
-
     root = out / "shapes"
     stamp = f"make_shapes(train={args.train}, val={args.val}, imgsz={args.imgsz}, seed=0)"
     yaml_path = root / "data.yaml"
