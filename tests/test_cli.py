@@ -70,7 +70,8 @@ def test_top_level_help_and_light_helps_import_no_torch():
 def test_layers_says_what_each_argument_means(capsys):
     assert cli.main(["layers"]) == 0
     out = capsys.readouterr().out
-    assert re.search(r"^LSKA  \[k_size=7\]  registered\n(?:      .*\n)*      arguments:\n        k_size  \S", out, re.M), out
+    lska = r"^LSKA  \[k_size=7\]  registered\n(?:      .*\n)*      arguments:\n        k_size  \S"
+    assert re.search(lska, out, re.M), out
     blocks = [b for b in re.split(r"^(?=\S)", out, flags=re.M) if b]
     assert {b.split()[0] for b in blocks} >= {"CGA", "FLA", "LSKA", "SHSA"}, out
     for block in blocks:

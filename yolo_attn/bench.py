@@ -8,11 +8,11 @@ Each row: one layer at one feature-map shape (the P3/P4/P5 maps of YOLOv8n, or Y
 the shipped configs use there), batch size, mode (*infer*: eval, no grad, fast path fused; *train*: forward + backward
 of the mean) and precision (fp16/bf16: autocast). Variants, same weights, timed interleaved (fast, textbook, fast,
 ...) so that load drifts hit both alike: *fast*, the default forward; *textbook*, the same layer inside
-``yolo_attn.layers.textbook()`` (its reference formulation); *official*, when a file of official classes is given
-(``--official``), the official module built by the layer's registry declaration (``official_module``). Peak memory:
-bytes allocated during one call beyond what existed before it (CUDA: ``torch.cuda.max_memory_allocated``; CPU: the
-allocator events of ``torch.profiler``). A user's layer (``YOLO_ATTN_IMPORTS``, an entry point) is measured like the
-shipped ones.
+``yolo_attn.layers.textbook()`` (its attention in the explicit form); *official*, when a file of official classes is
+given (``--official``), the official module built by the layer's registry declaration (``official_module``). Peak
+memory: bytes allocated during one call beyond what existed before it (CUDA: ``torch.cuda.max_memory_allocated``;
+CPU: the allocator events of ``torch.profiler``). A user's layer (``YOLO_ATTN_IMPORTS``, an entry point) is
+measured like the shipped ones.
 
 ``--models``: stock YOLOv8n against each layer after SPPF (the shipped ``cfg/yolov8-<layer>.yaml``, else the layer
 inserted), scale n, fused, batch-1 latency. ``--compile``: ``torch.compile`` against eager at batch 1.
