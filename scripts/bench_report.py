@@ -5,7 +5,7 @@ the repository; not part of the wheel.
     python scripts/bench_report.py             # full CPU run (~15 min on 2 cores): BENCHMARKS.md (its torch.compile,
                                                # profile and GPU sections kept), benchmarks/latency.png, results.json
     python scripts/bench_report.py --quick     # smoke run (~2 min): YOLOv8n shapes, batch 1 -> benchmarks/quick.md
-    python scripts/bench_report.py --device cuda [--official tests/reference.py]   # GPU section (a few minutes)
+    python scripts/bench_report.py --device cuda [--official PATH]   # GPU section (a few minutes)
     python scripts/bench_report.py --from-json benchmarks/gpu_results.json         # re-render it, measuring nothing
 
 CPU: every layer row in a fresh interpreter (``yolo_attn.bench.run_layers``); a row slower than textbook by more than
@@ -15,7 +15,7 @@ fresh interpreters.
 
 GPU (``--device cuda``): every row in this process (``yolo_attn.bench.run_gpu``): the layers with a third variant,
 *official* (the official module built with the same weights by the layer's ``official_module`` declaration from a
-file of official classes, ``--official``; default ``tests/reference.py`` of the checkout), fp32/fp16/bf16 autocast,
+file of official classes, ``--official``; default ``reference``: each layer file's restatement of the official module), fp32/fp16/bf16 autocast,
 inference at batch 1 and 16, training at batch 16; models in fp16 (latency, throughput, an AMP training step with
 Ultralytics' loss); ``torch.compile`` against eager. Only the GPU section of the report (between
 ``<!-- gpu-section -->`` markers) is written, and ``benchmarks/gpu_results.json``; ``scripts/gpu_bench.sh`` runs
@@ -36,7 +36,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from yolo_attn.bench import (_AMP, LAYER_NAMES, DeviceModelRow, LayerRow, ModelRow, OfficialLayerRow, Timing, _mb,
-                             _ms, _pct, _py_last_line, _row_line, _row_spec, _x, cpu_name, default_official_path,
+                             REFERENCE, _ms, _pct, _py_last_line, _row_line, _row_spec, _x, cpu_name,
                              measure_isolated, run_gpu, run_layers, run_models)
 from yolo_attn.layers.registry import discover, find
 
@@ -509,10 +509,11 @@ def render_gpu_section(data: dict | None, json_path=GPU_JSON) -> str:
          f"- device: {meta['device']}; NVIDIA driver {meta.get('driver') or 'not read'}; CUDA {meta['cuda']} "
          f"(`torch.version.cuda`), cuDNN {meta['cudnn']}",
          f"- torch {meta['torch']}, ultralytics {meta['ultralytics']}, Python {meta['python']}, {meta['platform']}",
-         "- official variant: " + (f"classes from `{off}`, built with the same weights by each layer's "
-                                   "`official_module` declaration" if off else
-                                   "**left out** — no file of official classes (`--official PATH`; the checkout's "
-                                   "`tests/reference.py` was not found)"), "",
+         "- official variant: " + (("the official modules as each layer file restates them (its reference "
+                                    "formulation), with the same weights" if off == REFERENCE else
+                                    f"classes from `{off}`, built with the same weights by each layer's "
+                                    "`official_module` declaration") if off else
+                                   "**left out** (`--official none`)"), "",
          "### What was checked", "", "| target | result | figures |", "|---|---|---|"]
     L += [f"| {c['target']} | {_verdict(c['met'])} | {c['figures']} |" for c in gpu_checks(data)]
     L += ["", "### Method", "",
@@ -646,9 +647,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="cpu: the CPU report, each layer row in a fresh interpreter; cuda: the GPU section, every row "
                          "in this process; auto: cpu, then cuda if present")
     ap.add_argument("--official", default=None, metavar="PATH",
-                    help="GPU: Python file defining the official classes (LocalWindowAttention, "
-                         "FocusedLinearAttention, LSKA, SHSA) for the official column (default: tests/reference.py "
-                         "of this checkout if present; 'none': leave the column out)")
+                    help="GPU: what the official column runs: 'reference' (default), the official modules as each "
+                         "layer file restates them; a Python file defining the official classes "
+                         "(LocalWindowAttention, FocusedLinearAttention, LSKA, SHSA); 'none': leave the column out")
     ap.add_argument("--from-json", nargs="?", const=GPU_JSON.as_posix(), default=None, metavar="PATH",
                     help="write the GPU section from recorded figures, measuring nothing (default "
                          f"{GPU_JSON.as_posix()}; when that file does not exist: the 'not measured' section)")
@@ -695,12 +696,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.device in ("auto", "cpu"):
         _main_cpu(args, layers, skip, out, gpu_json, command, log)
     if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available()):
-        official = args.official or default_official_path()
-        if official is not None and str(official).lower() == "none":
+        official = args.official or REFERENCE
+        if str(official).lower() == "none":
             official = None
-        if official is None:
-            log("no file of official classes (--official; tests/reference.py of the checkout not found): the "
-                "official column is left out")
+            log("--official none: the official column is left out")
         def save(data: dict) -> None:  # after each part, so a run stopped later keeps what it measured
             gpu_json.parent.mkdir(parents=True, exist_ok=True)
             gpu_json.write_text(json.dumps(data, indent=1), encoding="utf-8")

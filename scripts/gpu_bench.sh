@@ -5,7 +5,7 @@
 #   1. installs .whl/*.whl (yolo-attn, ultralytics, what else the machine lacks) --no-index --no-deps: into the
 #      environment (console scripts, the .pth start-up hook), or, where that is not writable, --target /tmp/site;
 #   2. runs the CUDA tests (`pytest -m cuda tests`; a failure is reported and the script goes on);
-#   3. runs `python scripts/bench_report.py --device cuda --official tests/reference.py` (the report writer of this
+#   3. runs `python scripts/bench_report.py --device cuda` (the report writer of this
 #      checkout, measuring with the installed yolo_attn.bench; extra arguments are passed on to it, e.g.
 #      `--skip compile`), which writes the GPU section of BENCHMARKS.md and benchmarks/gpu_results.json;
 #   4. with $OUT set, writes them there instead (BENCHMARKS.md, gpu_results.json), with the logs
@@ -54,7 +54,7 @@ if [ -n "${OUT:-}" ]; then
     cp BENCHMARKS.md "$OUT/BENCHMARKS.md"
     WHERE=(--out "$OUT/BENCHMARKS.md" --gpu-json "$OUT/gpu_results.json")
 fi
-echo "== python scripts/bench_report.py --device cuda --official tests/reference.py $*"
-"$PY" scripts/bench_report.py --device cuda --official tests/reference.py ${WHERE[@]+"${WHERE[@]}"} "$@" 2>&1 \
+echo "== python scripts/bench_report.py --device cuda $*"
+"$PY" scripts/bench_report.py --device cuda ${WHERE[@]+"${WHERE[@]}"} "$@" 2>&1 \
     | tee "$LOGS/gpu_bench.log"
 exit "${PIPESTATUS[0]}"

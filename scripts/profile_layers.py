@@ -38,7 +38,8 @@ import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from yolo_attn.bench import LAYER_NAMES, LAYER_SHAPES, PROFILE_SECTION, cpu_name, make_layer, write_section
+from bench_report import PROFILE_SECTION, write_section
+from yolo_attn.bench import LAYER_NAMES, LAYER_SHAPES, cpu_name, make_layer
 from yolo_attn.layers import fuse_layers
 
 DTYPES = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}

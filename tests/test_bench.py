@@ -18,7 +18,20 @@ from conftest import BUILTIN, ROOT, randomize_, rel_err
 from yolo_attn import bench
 from yolo_attn.configs import insert
 
-REFERENCE = ROOT / "tests" / "reference.py"
+OFFICIAL_FILE = """
+# a file of official classes under their official names (here: the layer files' restatements)
+from yolo_attn.layers.cga import LocalWindowAttentionReference as LocalWindowAttention
+from yolo_attn.layers.fla import FocusedLinearAttentionReference
+from yolo_attn.layers.lska import LSKAReference as LSKA
+from yolo_attn.layers.shsa import SHSAReference as SHSA
+
+
+class FocusedLinearAttention(FocusedLinearAttentionReference):  # the official interface: tokens on a square grid
+    def forward(self, x, mask=None):
+        B, N, C = x.shape
+        side = int(N ** 0.5)
+        return super().forward(x.transpose(1, 2).reshape(B, C, side, side)).flatten(2).transpose(1, 2)
+"""
 SMALL = ("n", "P5", 32, 8)  # (model, level, channels, side): a small map, every layer's per-map defaults
 FAST = dict(min_reps=2, max_reps=2, budget_s=0.0)
 TINY_DETECTOR = {  # a minimal detector: what the model runner needs (a Detect head, Ultralytics' loss), in a second
@@ -31,23 +44,29 @@ TINY_DETECTOR = {  # a minimal detector: what the model runner needs (a Detect h
 
 @pytest.fixture(scope="module")
 def official():
-    return bench.load_official(REFERENCE)
+    return bench.load_official(bench.REFERENCE)
 
 
-def test_default_official_file_is_the_checkouts_reference():
-    assert bench.default_official_path() == REFERENCE
+@pytest.fixture(scope="module")
+def official_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("official") / "official_classes.py"
+    path.write_text(OFFICIAL_FILE)
+    return bench.load_official(path)
 
 
+@pytest.mark.parametrize("source", ["reference", "file"])
 @pytest.mark.parametrize("name", BUILTIN)
-def test_official_counterpart_gives_our_output(name, official):
-    """The official module each shipped layer declares (``official_module``), built from tests/reference.py with our
-    randomised weights (loaded strictly), gives our output in eval mode: the official column times the same
-    function. For the residual layers the attention branch is compared on its own (the residual would hide it)."""
+def test_official_counterpart_gives_our_output(name, source, official, official_file):
+    """The official column, built with our randomised weights (loaded strictly) — from the layer file's restatement
+    (``spec.reference``, the default) or from a file of official classes through the layer's ``official_module``
+    declaration — gives our output in eval mode: it times the same function. For the residual layers the attention
+    branch is compared on its own (the residual would hide it)."""
     c, side = 32, 14  # CGA: 2×2 windows of 7; FLA: window = the map's side (the official grid); LSKA k = 23
     layer = randomize_(bench.make_layer(name, c, side), seed=3).eval()
-    counterpart, note = bench.official_counterpart(name, layer, official)
+    counterpart, note = bench.official_counterpart(name, layer, official if source == "reference" else official_file)
     assert counterpart is not None, note
-    assert any(type(m).__module__ == official.__name__ for m in counterpart.modules()), "not the official classes"
+    assert any(type(m).__name__.endswith("Reference") or type(m).__module__.startswith("yolo_attn_official")
+               for m in counterpart.modules()), "not the official classes"
     counterpart.eval()
     x = torch.randn(2, c, side, side, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
@@ -148,7 +167,7 @@ def gpu_json(tmp_path_factory, model_rows, compile_rows):
     """A GPU run's figures as ``--device cuda`` stores them: run_gpu's layer part on CPU (its meta too), with the
     model and compile rows above."""
     data = bench.run_gpu("cpu", ["SHSA"], dict(bench_report.GPU_RUNS["quick"], **FAST), skip={"models", "compile"},
-                         official_path=REFERENCE, dtypes=["fp32"], command="yolo-attn bench --device cuda",
+                         official_path=bench.REFERENCE, dtypes=["fp32"], command="yolo-attn bench --device cuda",
                          shapes=[SMALL], log=lambda s: None)
     data["models"] = [bench.asdict(r) for r in model_rows]
     data["compile"] = compile_rows
@@ -174,7 +193,7 @@ def test_from_json_replaces_only_the_gpu_section(gpu_json, tmp_path):
     assert section.strip() == bench_report.render_gpu_section(json.loads(gpu_json.read_text()), gpu_json)
     assert "### What was checked" in section and "fast/official" in section and "not measured" in section
     assert "| SHSA | yolov8n | P5 | 32 @ 8×8 | 1 | infer |" in section and "tiny-shsa" in section
-    assert "torch.compile against eager" in section and "reference.py" in section
+    assert "torch.compile against eager" in section and "as each layer file restates them" in section
     assert bench_report.main(["--from-json", str(gpu_json), "--out", str(report)]) == 0
     assert report.read_text(encoding="utf-8") == text  # idempotent
 
@@ -223,8 +242,9 @@ def test_cpu_report_keeps_the_generated_sections(tmp_path, gpu_json):
 
 
 def test_command_prints_a_plain_table_and_writes_the_json(tmp_path, capsys):
-    """``yolo-attn bench`` on one small shape: a plain table (fast, textbook and, from the checkout's
-    tests/reference.py by default, official) on stdout and every figure in the JSON; no report file is written."""
+    """``yolo-attn bench`` on one small shape: a plain table (fast, textbook and, by default from the layer file's
+    restatement of the official module, official) on stdout and every figure in the JSON; no report file is
+    written."""
     out = tmp_path / "bench.json"
     assert bench.main(["--layers", "shsa", "--levels", "P5", "--modes", "infer", "--reps", "2,2", "--budget", "0",
                        "--json", str(out)]) == 0
@@ -236,7 +256,7 @@ def test_command_prints_a_plain_table_and_writes_the_json(tmp_path, capsys):
     data = json.loads(out.read_text())
     (r,) = data["layers"]
     assert (r["layer"], r["level"], r["mode"], len(r["fast_samples"])) == ("SHSA", "P5", "infer", 2)
-    assert r["textbook_s"] > 0 and r["official_s"] > 0 and data["meta"]["official"] == str(REFERENCE)
+    assert r["textbook_s"] > 0 and r["official_s"] > 0 and data["meta"]["official"] == bench.REFERENCE
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bench.json"]
 
 

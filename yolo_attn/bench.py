@@ -8,8 +8,9 @@ Each row: one layer at one feature-map shape (the P3/P4/P5 maps of YOLOv8n, or Y
 the shipped configs use there), batch size, mode (*infer*: eval, no grad, fast path fused; *train*: forward + backward
 of the mean) and precision (fp16/bf16: autocast). Variants, same weights, timed interleaved (fast, textbook, fast,
 ...) so that load drifts hit both alike: *fast*, the default forward; *textbook*, the same layer inside
-``yolo_attn.layers.textbook()`` (its attention in the explicit form); *official*, when a file of official classes is
-given (``--official``), the official module built by the layer's registry declaration (``official_module``). Peak
+``yolo_attn.layers.textbook()`` (its attention in the explicit form); *official*, the official module with the same
+weights: by default as the layer's file restates it (its reference formulation, ``LayerSpec.reference``), or from a
+file of official classes (``--official PATH``) through the layer's ``official_module`` declaration. Peak
 memory: bytes allocated during one call beyond what existed before it (CUDA: ``torch.cuda.max_memory_allocated``;
 CPU: the allocator events of ``torch.profiler``). A user's layer (``YOLO_ATTN_IMPORTS``, an entry point) is
 measured like the shipped ones.
@@ -519,17 +520,19 @@ GPU_CASES = ((1, "infer"), (16, "infer"), (16, "train"))
 """(batch, mode) of every GPU layer row: inference at batch 1 and 16 (fast path fused), a training step at batch 16."""
 _AMP = {"fp32": None, "fp16": "float16", "bf16": "bfloat16"}
 
-def default_official_path() -> Path | None:
-    """``tests/reference.py`` of the checkout this package runs from, when there is one."""
-    path = Path(__file__).resolve().parents[1] / "tests" / "reference.py"
-    return path if path.is_file() else None
+REFERENCE = "reference"
+"""``--official reference`` (the default): the official modules as each layer file restates them (its reference
+formulation, ``LayerSpec.reference``), with the layer's weights."""
 
 
 def load_official(path):
-    """The Python file ``path`` as a module: the namespace of official classes, under their official names
-    (``LocalWindowAttention``, ``FocusedLinearAttention``, ``LSKA``, ``SHSA``), that each layer's ``official_module``
-    declaration builds from — ``tests/reference.py``, or a file that imports them from the official repositories
-    (its folder is on ``sys.path`` while it runs)."""
+    """What the official column is built from: :data:`REFERENCE` for the layer files' own restatements, else the
+    Python file ``path`` as a module — a namespace of official classes under their official names
+    (``LocalWindowAttention``, ``FocusedLinearAttention``, ``LSKA``, ``SHSA``), e.g. a file that imports them from
+    the official repositories (its folder is on ``sys.path`` while it runs), from which each layer's
+    ``official_module`` declaration builds."""
+    if str(path) == REFERENCE:
+        return REFERENCE
     path = Path(path).resolve()
     spec = importlib.util.spec_from_file_location(f"yolo_attn_official_{path.stem}", path)
     if spec is None or spec.loader is None or not path.is_file():
@@ -544,12 +547,19 @@ def load_official(path):
 
 
 def official_counterpart(name: str, layer, official, device: str = "cpu"):
-    """``(module, note)``: the official module of the registered layer ``name`` with ``layer``'s weights, as the
-    layer's ``official_module`` declaration builds it from the namespace ``official`` (B×C×H×W in and out, our
-    residual included), on ``device``; ``(None, why)`` when the layer declares none or building fails."""
-    build = REGISTRY[name].official_module
-    if build is None:
+    """``(module, note)``: the official module of the registered layer ``name`` with ``layer``'s weights (B×C×H×W in
+    and out, our residual included), on ``device`` — for ``official`` = :data:`REFERENCE` the layer file's
+    restatement (``spec.reference``), else as the layer's ``official_module`` declaration builds it from the
+    namespace ``official``; ``(None, why)`` when the layer declares none or building fails."""
+    spec = REGISTRY[name]
+    if official == REFERENCE:
+        if spec.reference is None:
+            return None, f"{name} declares no reference formulation (register_module(..., reference=...))"
+        build = lambda _, layer: spec.reference(layer)  # noqa: E731
+    elif spec.official_module is None:
         return None, f"{name} declares no official counterpart (register_module(..., official_module=...))"
+    else:
+        build = spec.official_module
     try:
         return build(official, layer).to(device), ""
     except Exception as e:  # noqa: BLE001 - a user's file of official classes may lack a class or differ
@@ -1027,9 +1037,10 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--dtypes", default="fp32", help="comma-separated precisions of fp32, fp16, bf16 (fp16/bf16: "
                                                      "autocast; default fp32)")
     ap.add_argument("--official", default=None, metavar="PATH",
-                    help="Python file defining the official classes (LocalWindowAttention, FocusedLinearAttention, "
-                         "LSKA, SHSA) for the official column (default: tests/reference.py of the checkout this "
-                         "package runs from, if any; 'none': leave the column out)")
+                    help="what the official column runs: 'reference' (default), the official modules as each layer "
+                         "file restates them, with the layer's weights; a Python file defining the official classes "
+                         "(LocalWindowAttention, FocusedLinearAttention, LSKA, SHSA), e.g. imported from the official "
+                         "repositories; 'none': leave the column out")
     ap.add_argument("--isolate", action="store_true", help="CPU: measure every row in a fresh interpreter, so that "
                                                            "no row inherits the allocator state of the rows before "
                                                            "it (slower; no official column)")
@@ -1079,8 +1090,8 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     if args.device == "cuda" and not torch.cuda.is_available():
         ap.error("--device cuda: torch sees no CUDA device")
-    official_path = args.official or default_official_path()
-    if official_path is not None and str(official_path).lower() == "none":
+    official_path = args.official or REFERENCE
+    if str(official_path).lower() == "none":
         official_path = None
     timing = dict(min_reps=min_reps, max_reps=max_reps, budget_s=args.budget)
     t0 = time.perf_counter()
