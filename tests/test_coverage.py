@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from conftest import NAMES
-from coverage_table import OFFLINE_EXCEPTIONS, cases, check, name_of
+from coverage_table import OFFLINE_EXCEPTIONS, cases, check
 from yolo_attn.names import stock_configs
 
 CASES = defaultdict(list)

@@ -31,7 +31,6 @@ _EXPORTS = {  # name -> the module defining it, imported on first use: `import y
     **dict.fromkeys(("REGISTRY", "discover", "register_module"), ".layers.registry"),
     **dict.fromkeys(("cfg_path", "insert"), ".configs"),
     "registered": ".adapter",
-    "transfer": ".transfer",
 }
 _SUBMODULES = {"adapter", "bench", "check", "cli", "compare", "configs", "data", "demo", "layers", "names", "show",
                "transfer"}

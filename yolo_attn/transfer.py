@@ -17,6 +17,8 @@ Only the layer list is read: ``model.model`` and, per layer, its ``type`` (else 
 from __future__ import annotations
 
 import re
+import sys
+import types
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -320,3 +322,15 @@ def transfer(model: nn.Module, ckpt: Any, verbose: bool = False) -> TransferRepo
         print(report)
     return report
 
+
+class _CallableModule(types.ModuleType):
+    """This module, callable as :func:`transfer`. ``from yolo_attn import transfer`` must give something that
+    transfers, whatever was imported first; but the package imports its exports lazily (so ``yolo-attn --help``
+    imports no torch), and Python binds ``yolo_attn.transfer`` to this module the moment it is first imported, so a
+    function of that name on the package would be replaced by the module from then on."""
+
+    def __call__(self, model: nn.Module, ckpt: Any, verbose: bool = False) -> TransferReport:
+        return transfer(model, ckpt, verbose)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -427,7 +427,7 @@ def _official_cga(given: dict, window_key: str) -> dict:
     return ours
 
 
-def _official_cga(ns, layer: CGA) -> OfficialResidual:
+def _official_lwa(ns, layer: CGA) -> OfficialResidual:
     """``x + LocalWindowAttention(x)``: the official module (class from the namespace ``ns``) with ``layer``'s weights
     (``official_module``: ``yolo-attn bench --official``)."""
     return _official_cga_module(ns.LocalWindowAttention, layer)
@@ -459,7 +459,7 @@ register_module(
     paper="EfficientViT, CVPR 2023",
     official_code="microsoft/Cream `EfficientViT/downstream/efficientvit.py` `LocalWindowAttention`",
     reference=_cga_reference,
-    official_module=_official_cga,
+    official_module=_official_lwa,
     maps_caption="window attention of the query point, mean over heads",
     tests=LayerTests(
         small=lambda: CGA(16, num_heads=2, key_dim=8, window=7, kernel=3),

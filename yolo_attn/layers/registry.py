@@ -1,9 +1,10 @@
-"""The layer registry: every layer — the four shipped ones and the user's own — declares itself here, once.
+"""The layer registry: every layer — the shipped ones and the user's own — declares itself here, once.
 
-A layer file declares its YAML name, aliases, channel rule, per-map default arguments and the inner classes its
-checkpoints pickle with :func:`register_module`, next to the class. Everything that lists layers reads
-:data:`REGISTRY`: registration into Ultralytics and torch's safe globals (``yolo_attn.integration``), ``yolo-attn
-layers``, ``insert`` defaults, ``check``, ``bench``, the demo, the README tables and the tests' parametrisation.
+A layer file declares its YAML name, aliases, channel rule, per-map default arguments, the inner classes its
+checkpoints pickle, its reference formulation, attention maps and test declarations with :func:`register_module`,
+next to the class. Everything that lists layers reads :data:`REGISTRY`: registration into Ultralytics and torch's
+safe globals (``yolo_attn.adapter``), ``yolo-attn layers``, ``insert`` defaults, ``check``, ``show``, ``bench``, the
+demo, the README tables and the tests' parametrisation.
 
 This module is plain Python and PyTorch; it knows nothing about Ultralytics. The Ultralytics adapter subscribes with
 :func:`subscribe` and installs each spec as it is registered, before or after Ultralytics is imported.
