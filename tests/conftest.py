@@ -19,7 +19,8 @@ import pytest
 import torch
 
 import yolo_attn
-from ultralytics import RTDETR, YOLO
+from ultralytics import YOLO  # noqa: F401 - Ultralytics imported here: the start-up hook registers the layers
+from yolo_attn.adapter import front_end
 from yolo_attn.configs import dump
 from yolo_attn.layers.registry import REGISTRY, builtin_specs
 
@@ -193,8 +194,12 @@ def all_layers_after(base: str) -> dict:
     return d
 
 
-def front(name: str):
-    return RTDETR if "rtdetr" in name else YOLO
+def front(cfg: str):
+    """Ultralytics' front end (``YOLO`` or ``RTDETR``) for a test config name, chosen by the adapter from the model's
+    head, as the package's tools choose it — not from the name."""
+    if cfg == "rtdetr-l-attn.yaml":  # the test-only config of scaled_copy below
+        return front_end(all_layers_after("rtdetr-l.yaml"))
+    return front_end(ROOT / "cfg" / cfg if (ROOT / "cfg" / cfg).is_file() else cfg)
 
 
 def scaled_copy(cfg: str, dest: Path) -> Path:

@@ -31,6 +31,7 @@ import torch
 from conftest import bin_path, detr_rows_error, front, randomize_layers, rel, scaled_copy
 
 import yolo_attn  # noqa: F401  (registers the layers in this process)
+from yolo_attn.adapter import is_rtdetr
 from ultralytics import YOLO
 
 TOL = 1e-4
@@ -135,12 +136,13 @@ def exported(request, tmp_path_factory):
     pt = work / "w.pt"
     model.save(str(pt))
     files = {}
-    if "rtdetr" not in name:  # RT-DETR: the dynamic export is also checked at 640 (time budget)
+    detr = is_rtdetr(model.model)
+    if not detr:  # RT-DETR: the dynamic export is also checked at 640 (time budget)
         static = front(name)(str(pt)).export(format="onnx", imgsz=640)
         files["static"] = shutil.move(static, work / "static.onnx")
     files["dynamic"] = front(name)(str(pt)).export(format="onnx", imgsz=640, dynamic=True, simplify=True)
     files["torchscript"] = front(name)(str(pt)).export(format="torchscript", imgsz=640)
-    return {"name": name, "pt": pt, "indices": indices, "ref": Reference(pt, name, indices), **files}
+    return {"name": name, "pt": pt, "indices": indices, "ref": Reference(pt, name, indices), "detr": detr, **files}
 
 
 @pytest.mark.slow  # the `exported` fixture: ONNX and TorchScript exports of each config
@@ -162,7 +164,7 @@ def test_onnx_graph_uses_standard_ops_only(exported):
 def test_onnx_runtime_matches_pytorch(exported, kind):
     name = exported["name"]
     if kind not in exported:
-        assert "rtdetr" in name and kind == "static"
+        assert exported["detr"] and kind == "static"
         pytest.skip("RT-DETR exports dynamic only here (time budget); 640x640 is checked on the dynamic export")
     ref, indices = exported["ref"], exported["indices"]
     session = tap_layer_outputs(exported[kind], indices)
@@ -175,7 +177,7 @@ def test_onnx_runtime_matches_pytorch(exported, kind):
             y32 = want["fp32"]
             assert rel(y32[i], y32[("in", i)]) > 1e-2, f"{what}: layer {i} is (nearly) the identity"
         errs = {i: assert_close(o_layer, want, i, f"{what} layer {i}") for i, o_layer in zip(indices, got[1:])}
-        errs.update((assert_detr_close if "rtdetr" in name else assert_yolo_close)(got[0], want, what))
+        errs.update((assert_detr_close if exported["detr"] else assert_yolo_close)(got[0], want, what))
         print(what, {k: f"{v:.1e}" for k, v in errs.items()})
 
 
@@ -188,7 +190,7 @@ def test_torchscript_matches_pytorch(exported):
     with torch.no_grad():
         o = traced(x)
     o = (o[0] if isinstance(o, (tuple, list)) else o).numpy()
-    errs = (assert_detr_close if "rtdetr" in name else assert_yolo_close)(o, want, f"{name} torchscript")
+    errs = (assert_detr_close if exported["detr"] else assert_yolo_close)(o, want, f"{name} torchscript")
     print(f"{name} torchscript", {k: f"{v:.1e}" for k, v in errs.items()})
 
 

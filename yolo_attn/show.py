@@ -23,10 +23,9 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from ultralytics import YOLO
 
 from . import register
-from .adapter import build_model
+from .adapter import build_model, front_end
 from .layers.registry import REGISTRY, LayerSpec
 
 __all__ = ["main", "show", "attention_maps", "drawable"]
@@ -81,7 +80,7 @@ def _load(model: str):
     (RT-DETR included)."""
     register()
     if Path(model).suffix == ".pt":
-        return YOLO(model).model.float().eval()
+        return front_end(model)(model).model.float().eval()
     return build_model(model).float().eval()
 
 
