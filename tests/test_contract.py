@@ -114,6 +114,21 @@ facts["8_logger"] = isinstance(LOGGER, logging.Logger)
 from pathlib import Path
 stock = Path(ultralytics.__file__).parent / "cfg" / "models"
 facts["9_stock_model_yamls"] = any(stock.rglob("yolov8.yaml")) and any(stock.rglob("rtdetr-l.yaml"))
+small = tasks.DetectionModel("yolov8n.yaml", verbose=False)
+from ultralytics import cfg as ucfg
+small.args = ucfg.get_cfg()
+small.criterion = small.init_criterion()
+batch = {"img": torch.zeros(1, 3, 64, 64), "batch_idx": torch.zeros(1), "cls": torch.zeros(1, 1),
+         "bboxes": torch.tensor([[0.5, 0.5, 0.2, 0.2]])}
+small.train()
+facts["8_loss_outside_a_trainer"] = bool(torch.isfinite(small.loss(batch)[0].sum()))
+import ultralytics.utils as uutils
+facts["8_cli_entrypoint"] = callable(ucfg.entrypoint) and ("sys.argv" in inspect.getsource(ucfg.entrypoint) or (
+    "ARGV" in inspect.getsource(ucfg.entrypoint) and getattr(uutils, "ARGV", None) is sys.argv))
+small.eval()
+g_square, g_rect = torch_utils.get_flops(small, 64), torch_utils.get_flops(small, [64, 96])
+facts["10_get_flops"] = (isinstance(g_square, float) and 0 < g_square < g_rect
+                         and list(inspect.signature(torch_utils.get_flops).parameters)[:2] == ["model", "imgsz"])
 # last: rebinding parse_model's c2 from the layer's constructor (our _set_local; importing it registers yolo_attn)
 d["backbone"][3] = [0, 1, "Probe", ["out"]]
 model = tasks.DetectionModel(d, verbose=False)
@@ -128,7 +143,7 @@ FACTS = [
     "5_guess_model_scale", "6_dataset_rect_keyword", "6_trainer_build_dataset", "6_validator_call",
     "6_predictor_pre_transform", "7_load_fuse_safe_load", "7_torch_safe_load_weight_first", "7_task_and_model_classes",
     "7_handmade_checkpoint_loads", "8_select_device", "8_dataset_and_image_formats", "8_trainer_state", "8_logger",
-    "9_stock_model_yamls",
+    "8_loss_outside_a_trainer", "8_cli_entrypoint", "9_stock_model_yamls", "10_get_flops",
 ]
 _cache: dict[str, dict] = {}
 

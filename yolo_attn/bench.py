@@ -41,10 +41,18 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import torch
+import torch._dynamo
+import torch.nn.functional as F
+from torch._dynamo.utils import counters
+from torch.profiler import ProfilerActivity, profile
+
 from .check import count_flops
 from .configs import cfg_path, insert
 from . import register
 from .adapter import build_model
+from .adapter.training import attach_loss
+from .layers import fuse_layers, textbook
 from .layers.registry import REGISTRY, builtin_specs, discover, find
 
 __all__ = ["main", "LAYER_SHAPES", "LAYER_NAMES", "make_layer", "measure_layer", "run_layers", "run_models",
@@ -78,7 +86,6 @@ def textbook_bytes(name: str, c: int, side: int, batch: int, train: bool) -> int
 # measuring
 # ----------------------------------------------------------------------------------------------------------------------
 def _sync(device: str) -> None:
-    import torch
 
     if device == "cuda":
         torch.cuda.synchronize()
@@ -86,7 +93,6 @@ def _sync(device: str) -> None:
 
 def peak_bytes(fn, device: str) -> int:
     """Peak bytes allocated during one call of ``fn`` beyond what was allocated before it (see module docstring)."""
-    import torch
 
     if device == "cuda":
         _sync(device)
@@ -95,7 +101,6 @@ def peak_bytes(fn, device: str) -> int:
         fn()
         _sync(device)
         return int(torch.cuda.max_memory_allocated() - base)
-    from torch.profiler import ProfilerActivity, profile
 
     with _quiet_stderr(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         fn()
@@ -229,9 +234,7 @@ class OfficialLayerRow(LayerRow):
 def _layer_callables(layer, x, mode: str, device: str, amp, official=None) -> list:
     """[fast, textbook] callables for one configuration, then the official module's when ``official`` is given (built
     from ``layer``'s weights by :func:`official_counterpart`; unfused, run as it is)."""
-    import torch
 
-    from .layers import fuse_layers, textbook
 
     autocast = (lambda: torch.autocast(device, dtype=amp)) if amp is not None else contextlib.nullcontext
     if mode == "infer":
@@ -273,7 +276,6 @@ def measure_layer(device: str, dtype_name: str, model: str, level: str, channels
     weights is a third variant and the row an :class:`OfficialLayerRow`. It is skipped with the textbook (the same
     token×token estimate), and dropped with a note when it cannot be built or fails.
     """
-    import torch
 
     amp = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}[dtype_name]
     torch.manual_seed(0)
@@ -330,7 +332,6 @@ def measure_isolated(spec: dict, env: dict | None = None) -> LayerRow:
 
 def _row_worker(spec_json: str) -> None:
     """Child side of :func:`measure_isolated`: measure one row, print it as JSON on the last line."""
-    import torch
 
     discover()  # a user's layer named by YOLO_ATTN_IMPORTS (inherited from the parent)
     spec = json.loads(spec_json)
@@ -341,7 +342,6 @@ def _row_worker(spec_json: str) -> None:
 def _row_spec(device: str, dtype_name: str, model: str, level: str, name: str, batch: int, mode: str,
               timing: dict) -> dict:
     """:func:`measure_isolated`'s spec for one row; ``timing``: min_reps, max_reps, budget_s, max_textbook_gb."""
-    import torch
 
     c, side = next((c, side) for lv, c, side in LAYER_SHAPES[model] if lv == level)
     return dict(device=device, dtype_name=dtype_name, model=model, level=level, channels=c, side=side, name=name,
@@ -428,7 +428,6 @@ def model_configs(layers=LAYER_NAMES) -> dict[str, str | dict]:
 def fused_model(cfg: str | dict, device: str = "cpu"):
     """``cfg`` at scale n with seed-0 weights, eval, fused as Ultralytics' predict runs it (ours folded by the
     registered hook)."""
-    import torch
 
     torch.manual_seed(0)
     m = build_model(cfg, scale="n").to(device).eval()
@@ -440,7 +439,6 @@ def fused_model(cfg: str | dict, device: str = "cpu"):
 def no_grad_call(m, x, amp=None):
     """A no-argument function running ``m(x)`` without autograd (what :func:`interleaved` times); ``amp``: a dtype to
     run it under ``torch.autocast`` in."""
-    import torch
 
     autocast = (lambda: torch.autocast(x.device.type, dtype=amp)) if amp is not None else contextlib.nullcontext
 
@@ -453,7 +451,6 @@ def no_grad_call(m, x, amp=None):
 def run_models(devices: list[str], imgsz: int, min_reps: int, max_reps: int, budget_s: float, tp_batch: int,
                tp_reps: int, log=print, layers=LAYER_NAMES) -> list[ModelRow]:
     """Stock YOLOv8n and each after-SPPF config at scale n: fused, eval, batch 1 latency + batch throughput."""
-    import torch
 
     register()
     cfgs = model_configs(layers)
@@ -568,7 +565,6 @@ def official_counterpart(name: str, layer, official, device: str = "cpu"):
 
 def _free(device: str) -> None:
     """Release what the last row left (its tensors are garbage by now) back to the device."""
-    import torch
 
     gc.collect()
     if device == "cuda":
@@ -578,8 +574,6 @@ def _free(device: str) -> None:
 def _warm_up(device: str) -> None:
     """On CUDA, initialise the libraries the rows use (cuBLAS and its workspace, cuDNN, the SDPA kernels) in every
     precision before the first row, so no row's peak memory or time carries their one-off set-up."""
-    import torch
-    import torch.nn.functional as F
 
     if device != "cuda":
         return
@@ -648,7 +642,6 @@ class DeviceModelRow:
 def synthetic_batch(batch: int, imgsz: int, device: str, nc: int = 80, boxes: int = 4) -> dict:
     """A detection batch as Ultralytics' trainer hands it to ``model.loss``: images in [0, 1] and ``boxes`` labelled
     boxes per image (class, normalised xywh, image index), seeded."""
-    import torch
 
     g = torch.Generator().manual_seed(0)
     n = batch * boxes
@@ -671,9 +664,8 @@ def train_step(m, batch: dict, amp=None, own_loss: bool = True):
     """``(step, loss)``: a no-argument training step of ``m`` (train mode; forward and loss under ``torch.autocast``
     in ``amp`` when given, as Ultralytics' AMP trainer runs them, then backward; gradients reset each step, no
     optimizer step, no loss scaling) and the name of the loss: the model's own Ultralytics loss
-    (``model.args = get_cfg()``, ``model.loss(batch)``) when ``own_loss`` and it can be set up, else the sum of the
+    (``yolo_attn.adapter.training.attach_loss``, ``model.loss(batch)``) when ``own_loss`` and it can be set up, else the sum of the
     output means."""
-    import torch
 
     device = batch["img"].device.type
     autocast = (lambda: torch.autocast(device, dtype=amp)) if amp is not None else contextlib.nullcontext
@@ -681,10 +673,7 @@ def train_step(m, batch: dict, amp=None, own_loss: bool = True):
     kind = "sum of output means"
     if own_loss:
         try:
-            from ultralytics.cfg import get_cfg
-
-            m.args = get_cfg()
-            m.criterion = m.init_criterion()
+            attach_loss(m)
             kind = "ultralytics"
         except Exception:  # noqa: BLE001 - a model without an Ultralytics loss
             pass
@@ -700,7 +689,6 @@ def train_step(m, batch: dict, amp=None, own_loss: bool = True):
 
 
 def _dtype(name: str | None):
-    import torch
 
     return None if name is None else getattr(torch, name)
 
@@ -714,7 +702,6 @@ def run_models_inprocess(device: str, cfgs: dict, imgsz: int = 640, dtype_name: 
     and throughput at ``tp_batch``; then a training step at ``train_batch`` (:func:`train_step`, autocast
     ``train_amp``) with its peak memory. Ratios against the first config. ``after_sppf``: the labels that are
     after-SPPF configs (judged by the latency and throughput targets)."""
-    import torch
 
     register()
     dt = {"fp32": torch.float32, **{k: _dtype(v) for k, v in _AMP.items() if v}}[dtype_name]
@@ -772,7 +759,6 @@ def run_models_inprocess(device: str, cfgs: dict, imgsz: int = 640, dtype_name: 
 def _compile_counts() -> tuple[int, int, int]:
     """Dynamo's compiled frames, its graphs and inductor's CUDA-graph skips so far (``torch._dynamo.utils.counters``,
     which ``torch._dynamo.reset()`` does not clear: compare differences)."""
-    from torch._dynamo.utils import counters
 
     return (counters["frames"]["total"], counters["stats"]["unique_graphs"],
             counters["inductor"]["cudagraph_skips"])
@@ -789,8 +775,6 @@ def measure_compiled(module, x, device: str, modes=("default", "reduce-overhead"
     was reused); ``graphs``: graphs compiled up to the warm-up; ``cudagraph_skips``: graphs inductor left out of CUDA
     graphs. A ``backend`` other than inductor (the tests: ``"eager"``) ignores the mode.
     """
-    import torch
-    import torch._dynamo
 
     eager = no_grad_call(module, x, amp)
     out = {}
@@ -825,9 +809,7 @@ def compile_subjects(device: str = "cpu", layers=LAYER_NAMES, shapes=None, cfgs=
     shapes; batch 1, eval; ``fuse``: BatchNorm folded as for inference), then each config of ``cfgs`` (default
     :func:`model_configs`: stock and after-SPPF) at ``imgsz``, fused, in ``model_dtype``. ``build()`` makes
     ``(module, input)`` on ``device`` when called, so one row's module is alive at a time."""
-    import torch
 
-    from .layers import fuse_layers
 
     def layer(name, level, c, side):
         def build():
@@ -897,7 +879,6 @@ def run_gpu(device: str, layers, run: dict, skip=(), official_path=None, max_tex
     called with the figures so far after each part (a run stopped later keeps them). ``shapes``, ``compile_shapes``
     (``(model, level, channels, side)``), ``imgsz`` and ``backend`` (see :func:`measure_compiled`) replace the
     defaults for a small run (the tests run it on CPU)."""
-    import torch
 
     import ultralytics
 
@@ -1084,7 +1065,6 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError:
         ap.error("--batch: integers; --reps: MIN,MAX")
 
-    import torch
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -22,10 +22,11 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
 from .configs import declared_scales
 from . import register
-from .adapter import build_model
+from .adapter import build_model, summary_flops
 from .layers.registry import REGISTRY
 
 __all__ = ["count_flops", "thop_flops", "flop_counter", "layer_report", "layer_arguments", "LayerRow", "main"]
@@ -34,8 +35,6 @@ __all__ = ["count_flops", "thop_flops", "flop_counter", "layer_report", "layer_a
 def flop_counter():
     """``FlopCounterMode`` that also counts the fused CPU SDPA kernel (torch has no formula for it and would count
     0: on CPU, ``scaled_dot_product_attention`` with equal q/v head sizes dispatches there)."""
-    from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
-
     mapping = {}
     op = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
     if op is not None:
@@ -73,12 +72,7 @@ def thop_flops(model: nn.Module, imgsz: int | tuple[int, int] = 640) -> float | 
     """Ultralytics' own FLOPs figure for ``model`` at ``imgsz`` (int or (H, W)): what its model summary prints,
     ``ultralytics.utils.torch_utils.get_flops`` (thop, see the module docstring), run on a copy; None where thop is
     not installed or profiling fails (get_flops then says 0)."""
-    import copy
-
-    from ultralytics.utils.torch_utils import get_flops
-
-    gflops = get_flops(copy.deepcopy(model), imgsz if isinstance(imgsz, int) else list(imgsz))
-    return gflops * 1e9 if gflops else None
+    return summary_flops(model, imgsz)
 
 
 @dataclass

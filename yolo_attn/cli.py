@@ -205,13 +205,11 @@ def main(argv: list[str] | None = None) -> int:
         with _plain_help():
             return getattr(importlib.import_module(module), func)(argv[1:]) or 0
 
-    from . import register
+    from . import register  # lazy, like every import of the package here: `yolo-attn --help` imports no torch
+    from .adapter.training import cli_entrypoint
 
     register()
-    from ultralytics.cfg import entrypoint
-
-    sys.argv = ["yolo", *argv]  # Ultralytics reads its arguments from sys.argv
-    entrypoint()
+    cli_entrypoint(argv)
     return 0
 
 

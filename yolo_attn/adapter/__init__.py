@@ -59,8 +59,12 @@ Facts relied on (see also ``yolo_attn_autoload.py`` for the start-up hook):
 8. ``ultralytics.utils.torch_utils.select_device(device, verbose=...)``; ``ultralytics.data.utils`` has
    ``check_det_dataset`` and ``IMG_FORMATS``; a trainer has ``loss_items``, ``tloss``, ``label_loss_items(loss,
    prefix)``, ``epoch``, ``epochs``, ``best``, ``last``, ``save_dir`` (with ``results.csv``, column ``time``);
-   ``ultralytics.utils.LOGGER`` is a ``logging.Logger``.
+   ``ultralytics.utils.LOGGER`` is a ``logging.Logger``; a built model computes ``loss(batch)`` outside a trainer
+   once ``args = ultralytics.cfg.get_cfg()`` and ``criterion = init_criterion()`` are set; ``ultralytics.cfg.entrypoint``
+   (the ``yolo`` command) reads the ``sys.argv`` list (before 8.4 as ``ultralytics.utils.ARGV``, the same object).
 9. The installed Ultralytics ships its model YAMLs under ``ultralytics/cfg/models/**``.
+10. ``ultralytics.utils.torch_utils.get_flops(model, imgsz)`` (the GFLOPs of its model summary, thop) takes an int
+    or ``[H, W]`` and returns GFLOPs, 0 when it cannot profile (:func:`summary_flops`, shown by ``yolo-attn check``).
 """
 
 from __future__ import annotations
@@ -70,7 +74,7 @@ from .checkpoints import (SAFE_GLOBALS, CheckpointImportError, add_load_aligner,
 from .config_files import add_config_resolver, guess_scale, load_config, stock_config_files
 from .console import TRACEBACK_ENV
 from .install import register
-from .models import build_model, front_end, is_rtdetr, model_class
+from .models import build_model, front_end, is_rtdetr, model_class, summary_flops
 from .parse import DeclaredImportError, UnknownLayerError
 from .patching import log, quiet
 from .rows import registered
@@ -78,7 +82,8 @@ from .square import square_layers
 from .versions import CHECKED_VERSIONS, IntegrationError
 
 __all__ = [
-    "register", "registered", "build_model", "model_class", "front_end", "is_rtdetr", "CHECKED_VERSIONS",
+    "register", "registered", "build_model", "model_class", "front_end", "is_rtdetr", "summary_flops",
+    "CHECKED_VERSIONS",
     "UnknownLayerError", "IntegrationError", "CheckpointImportError", "DeclaredImportError", "SAFE_GLOBALS", "safe_globals",
     "add_config_resolver", "add_load_aligner", "square_layers", "load_config", "guess_scale", "stock_config_files",
     "load_checkpoint", "checkpoint_model", "save_checkpoint", "log", "quiet", "TRACEBACK_ENV",

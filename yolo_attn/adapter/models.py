@@ -8,6 +8,7 @@ config, checkpoint or model to the front end (``YOLO`` or ``RTDETR``) that train
 
 from __future__ import annotations
 
+import copy
 import importlib
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from ..layers import fuse_layers
 from .checkpoints import checkpoint_model
 from .patching import patch
 
-__all__ = ["build_model", "model_class", "front_end", "is_rtdetr", "wrap_fuse"]
+__all__ = ["build_model", "model_class", "front_end", "is_rtdetr", "summary_flops", "wrap_fuse"]
 
 _TASK_MODELS = {
     "detect": "DetectionModel",
@@ -103,3 +104,12 @@ def wrap_fuse(tasks) -> None:
         return fuse
 
     patch(tasks.BaseModel, "fuse", make)
+
+
+def summary_flops(model: nn.Module, imgsz: int | tuple[int, int] = 640) -> float | None:
+    """The FLOPs of Ultralytics' model summary for ``model`` at ``imgsz`` (int or (H, W)):
+    ``ultralytics.utils.torch_utils.get_flops(model, imgsz)`` (thop) in GFLOPs, run on a copy, as FLOPs; None where
+    it gives 0 (thop missing or profiling failed). Fact 10: ``get_flops(model, imgsz)`` takes an int or [H, W]."""
+    torch_utils = importlib.import_module("ultralytics.utils.torch_utils")
+    gflops = torch_utils.get_flops(copy.deepcopy(model), imgsz if isinstance(imgsz, int) else list(imgsz))
+    return gflops * 1e9 if gflops else None

@@ -11,12 +11,29 @@ from __future__ import annotations
 
 import csv
 import importlib
+import sys
 from pathlib import Path
 
 __all__ = [
     "select_device", "dataset_info", "image_suffixes", "batch_loss", "epoch_losses", "epoch_progress",
-    "trained_weights", "logged_train_seconds", "metrics",
+    "trained_weights", "logged_train_seconds", "metrics", "attach_loss", "cli_entrypoint",
 ]
+
+
+def attach_loss(model) -> None:
+    """Make ``model.loss(batch)`` work outside a trainer, as a trainer sets it up: the default hyperparameters
+    (``ultralytics.cfg.get_cfg()``) as ``model.args`` and ``model.init_criterion()`` as ``model.criterion``. Raises
+    what Ultralytics raises for a model without a loss. (``yolo-attn bench``'s training step of whole models.)"""
+    model.args = importlib.import_module("ultralytics.cfg").get_cfg()
+    model.criterion = model.init_criterion()
+
+
+def cli_entrypoint(argv: list[str]) -> None:
+    """Run the ``yolo`` command's entry point (``ultralytics.cfg.entrypoint``) on ``argv``, which it reads from
+    ``sys.argv`` — directly, or (before 8.4) through ``ultralytics.utils.ARGV``, the same list object: so the list
+    is changed in place, not replaced."""
+    sys.argv[:] = ["yolo", *argv]
+    importlib.import_module("ultralytics.cfg").entrypoint()
 
 
 def select_device(request: str):
