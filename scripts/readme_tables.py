@@ -1,11 +1,24 @@
-"""Write the README's layer tables from the layer registry (``yolo_attn.layers.registry``).
+"""Write the generated parts of the README and the docs site from the layer registry and the recorded results.
 
 Usage: python scripts/readme_tables.py [--check]
 
-Three tables, each between ``<!-- registry:NAME -->`` and ``<!-- /registry:NAME -->`` in README.md: ``layers`` (YAML
-name, other names, what it is, paper, official code), ``args`` (an example row and each argument with its default
-and the first sentence of its docstring) and ``defaults`` (the per-map arguments ``yolo-attn insert`` and the shipped
-configs use at P3/P4/P5 of a 640 input). ``--check`` exits 1 when README.md differs (``tests/test_readme.py``).
+Three registry tables, each between ``<!-- registry:NAME -->`` and ``<!-- /registry:NAME -->`` in README.md,
+README.zh-CN.md and any page of ``docs/en`` and ``docs/zh`` that has the markers: ``layers`` (YAML name, other names,
+what it is, paper, official code), ``args`` (an example row and each argument with its default and the first
+sentence of its docstring) and ``defaults`` (the per-map arguments ``yolo-attn insert`` and the shipped configs use
+at P3/P4/P5 of a 640 input); ``layer-pages`` (the Layers page's index, linking every layer's page). Headers follow
+the page's language, cells are the registry's (code and names are the same in both languages).
+
+The docs also get (``docs_files``): one page per shipped layer, ``docs/<lang>/layers/<name>.md``, written whole from
+the registry, the layer file's module docstring (what it is, what is faithful, what differs) and the measured
+config table (cost); the deployment table (``docs/<lang>/deployment.md``) from the recorded
+``benchmarks/deploy_results.json`` (``scripts/deploy_table.py``); the performance tables from ``BENCHMARKS.md``; and
+the measured blocks (``config-table``, ``coverage-table``: written into both languages by ``scripts/config_table.py``
+and ``scripts/coverage_table.py``) copied from the English page to the Chinese one. A new layer file therefore
+appears in every table and gets its page by running this script; no docs page is edited by hand.
+
+``--check`` writes nothing and exits 1 naming every file that differs (``tests/test_readme.py``,
+``tests/test_docs.py``).
 """
 
 from __future__ import annotations
@@ -19,7 +32,11 @@ from pathlib import Path
 from markers import replace_between
 from yolo_attn.layers.registry import LayerSpec, builtin_specs
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+README_ZH = ROOT / "README.zh-CN.md"
+DOCS = ROOT / "docs"
+LANGS = ("en", "zh")
 GRIDS = {"P3": 80, "P4": 40, "P5": 20}  # map sides at a 640 input
 
 
@@ -47,55 +64,253 @@ def _row(spec: LayerSpec, args: list) -> str:
     return f"`[-1, 1, {spec.name}, [{', '.join(map(str, args))}]]`"
 
 
-def layers_table(specs: dict[str, LayerSpec]) -> str:
-    lines = ["| name | also written | layer | paper | official code it matches |", "|---|---|---|---|---|"]
+# Header cells in other languages (cells stay the registry's: names, code and papers are the same everywhere)
+HEADERS = {
+    "zh": {
+        "name": "名称", "also written": "其他写法", "layer": "层", "paper": "论文",
+        "official code it matches": "对应的官方代码",
+        "YAML row (P5 defaults)": "YAML 行（P5 默认参数）",
+        "arguments after the automatic `c1`: default, meaning": "自动填入的 `c1` 之后的参数：默认值、含义",
+        "at 640": "输入 640 时", "page": "页面",
+    },
+}
+
+
+def _h(text: str, lang: str) -> str:
+    """``text`` (an English header cell) in ``lang``."""
+    words = HEADERS.get(lang, {})
+    if text in words:
+        return words[text]
+    return re.sub(r"at 640", words.get("at 640", "at 640"), text)
+
+
+def layers_table(specs: dict[str, LayerSpec], lang: str = "en", links: bool = False) -> str:
+    head = ["name", "also written", "layer", "paper", "official code it matches"]
+    lines = ["| " + " | ".join(_h(h, lang) for h in head) + " |", "|---|---|---|---|---|"]
     for s in specs.values():
         other = ", ".join(f"`{n}`" for n in (*s.aliases, *s.official)) or "-"
-        lines.append(f"| `{s.name}` | {other} | {s.summary} | {s.paper} | {s.official_code} |")
+        name = f"[`{s.name}`]({s.name.lower()}.md)" if links else f"`{s.name}`"
+        lines.append(f"| {name} | {other} | {s.summary} | {s.paper} | {s.official_code} |")
     return "\n".join(lines)
 
 
-def args_table(specs: dict[str, LayerSpec]) -> str:
-    lines = ["| YAML row (P5 defaults) | arguments after the automatic `c1`: default, meaning |", "|---|---|"]
+def _arg_parts(s: LayerSpec) -> list[str]:
+    docs = arg_docs(s.cls)
+    return [f"`{a}={_default(s, a)}` {docs.get(a, '')}".rstrip() for a in s.args]
+
+
+def args_table(specs: dict[str, LayerSpec], lang: str = "en") -> str:
+    lines = [f"| {_h('YAML row (P5 defaults)', lang)} | {_h('arguments after the automatic `c1`: default, meaning', lang)} |",
+             "|---|---|"]
     for s in specs.values():
-        docs = arg_docs(s.cls)
-        parts = [f"`{a}={_default(s, a)}` {docs.get(a, '')}".rstrip() for a in s.args]
-        lines.append(f"| {_row(s, s.default_args(GRIDS['P5']))} | {'; '.join(parts)} |")
+        lines.append(f"| {_row(s, s.default_args(GRIDS['P5']))} | {'; '.join(_arg_parts(s))} |")
     return "\n".join(lines)
 
 
-def defaults_table(specs: dict[str, LayerSpec]) -> str:
-    head = " | ".join(f"{lv} ({g}×{g} at 640)" for lv, g in GRIDS.items())
-    lines = [f"| layer | {head} |", "|---|" + "---|" * len(GRIDS)]
+def defaults_table(specs: dict[str, LayerSpec], lang: str = "en") -> str:
+    head = " | ".join(f"{lv} ({g}×{g} {_h('at 640', lang)})" for lv, g in GRIDS.items())
+    lines = [f"| {_h('layer', lang)} | {head} |", "|---|" + "---|" * len(GRIDS)]
     for s in specs.values():
         cells = " | ".join(f"`{s.default_args(g)}`" for g in GRIDS.values())
         lines.append(f"| {s.name} | {cells} |")
     return "\n".join(lines)
 
 
-TABLES = {"layers": layers_table, "args": args_table, "defaults": defaults_table}
+TABLES = {"layers": layers_table, "args": args_table, "defaults": defaults_table,
+          "layer-pages": lambda specs, lang="en": layers_table(specs, lang, links=True)}
 
 
-def render(text: str, specs: dict[str, LayerSpec] | None = None) -> str:
-    """``text`` with every registry table replaced by what the registry gives now."""
+README_TABLES = ("layers", "args", "defaults")  # the README must hold these (an error names a lost one)
+
+
+def render(text: str, specs: dict[str, LayerSpec] | None = None, lang: str = "en",
+           required: tuple[str, ...] = README_TABLES, where: str = "README.md") -> str:
+    """``text`` with every registry table it holds replaced by what the registry gives now (headers in ``lang``);
+    the tables named in ``required`` must be there."""
     specs = builtin_specs() if specs is None else specs
     for key, make in TABLES.items():
-        text = replace_between(text, f"<!-- registry:{key} -->", f"<!-- /registry:{key} -->", make(specs))
+        start, end = f"<!-- registry:{key} -->", f"<!-- /registry:{key} -->"
+        if start in text or key in required:
+            text = replace_between(text, start, end, make(specs, lang), where=where)
     return text
+
+
+# --- the docs site -------------------------------------------------------------------------------------------------
+
+PAGE = {  # words of the generated per-layer pages
+    "en": {
+        "generated": "Generated by `python scripts/readme_tables.py` from the layer registry and `{file}`; edit those, "
+                     "not this page.",
+        "name": "YAML name", "also": "also written", "paper": "paper", "code": "official code it matches",
+        "file": "layer file", "summary": "layer",
+        "args": "YAML arguments", "args_intro": "The input channels `c1` are filled in from the `from` layer; every "
+                "other argument has a default, so `[-1, 1, {name}, []]` works. The row with the P5 defaults:",
+        "defaults": "Per-map defaults", "defaults_intro": "What `yolo-attn insert`, the shipped configs and the "
+                    "model names write on each map (see [Model names and placements](../placements.md)):",
+        "cost": "Cost", "cost_intro": "Shipped configs with {name}, measured by `python scripts/config_table.py` "
+                "(params; GFLOPs at 640×640, batch 1, attention products counted; Δ against stock). Per-layer "
+                "timings: [Performance](../performance.md).",
+        "doc": "What it is, what is faithful, what differs",
+        "doc_intro": "From the layer file's module docstring:",
+        "api": "Class reference: [API reference](../api.md).",
+        "no_cost": "No shipped config holds this layer.",
+    },
+    "zh": {
+        "generated": "本页由 `python scripts/readme_tables.py` 根据层注册表和 `{file}` 自动生成；请修改它们，而不是本页。",
+        "name": "YAML 名称", "also": "其他写法", "paper": "论文", "code": "对应的官方代码",
+        "file": "层文件", "summary": "层",
+        "args": "YAML 参数", "args_intro": "输入通道数 `c1` 由 `from` 指向的层自动填入；其余参数都有默认值，所以 "
+                "`[-1, 1, {name}, []]` 也能直接用。使用 P5 默认参数的一行：",
+        "defaults": "各特征图的默认参数", "defaults_intro": "`yolo-attn insert`、随包提供的配置文件和模型名称在各层特征图上"
+                    "写入的参数（见[模型名称与插入位置](../placements.md)）：",
+        "cost": "开销", "cost_intro": "含 {name} 的随包配置，由 `python scripts/config_table.py` 实测（参数量；640×640、"
+                "batch 1 时的 GFLOPs，计入注意力的矩阵乘；Δ 相对原版模型）。单层耗时见[性能](../performance.md)。",
+        "doc": "原理、与官方实现一致之处、不同之处",
+        "doc_intro": "以下摘自层文件的模块文档字符串（英文原文，随代码自动生成）：",
+        "api": "类的说明见 [API 参考](../api.md)。",
+        "no_cost": "没有随包配置包含该层。",
+    },
+}
+
+
+def docstring_markdown(doc: str) -> str:
+    """A module docstring (reST-ish, as the layer files write them) as Markdown."""
+    doc = re.sub(r":(?:class|func|data|meth|attr):`~?([^`]+)`", r"`\1`", doc)
+    doc = doc.replace("``", "`")
+    return re.sub(r"^\* ", "- ", doc, flags=re.M)
+
+
+def module_doc(spec: LayerSpec) -> str:
+    return inspect.getdoc(sys.modules[spec.cls.__module__]) or ""
+
+
+def layer_file(spec: LayerSpec) -> str:
+    return Path(sys.modules[spec.cls.__module__].__file__).resolve().relative_to(ROOT).as_posix()
+
+
+def config_rows(page: str, name: str) -> str:
+    """The rows of the measured config table (``config-table`` block of ``page``) that hold layer ``name``, under
+    their table's header; "" when none does."""
+    if "<!-- config-table:start -->" not in page:
+        return ""
+    section = page.split("<!-- config-table:start -->", 1)[1].split("<!-- config-table:end -->", 1)[0]
+    out = []
+    for block in section.strip().split("\n\n"):
+        lines = block.strip().splitlines()
+        rows = [ln for ln in lines[2:] if f"| {name} |" in ln or "(stock)" in ln]
+        if any(f"| {name} |" in ln for ln in rows):
+            out.append("\n".join(lines[:2] + rows))
+    return "\n\n".join(out)
+
+
+def layer_page(spec: LayerSpec, lang: str, placements_page: str = "") -> str:
+    w = PAGE[lang]
+    other = ", ".join(f"`{n}`" for n in (*spec.aliases, *spec.official)) or "-"
+    cost = config_rows(placements_page, spec.name)
+    defaults = "\n".join([f"| {' | '.join(GRIDS)} |", "|" + "---|" * len(GRIDS),
+                          "| " + " | ".join(f"`{spec.default_args(g)}`" for g in GRIDS.values()) + " |"])
+    parts = [
+        f"# {spec.name}: {spec.summary}", "",
+        f"<!-- {w['generated'].format(file=layer_file(spec))} -->", "",
+        f"| | |", "|---|---|",
+        f"| {w['name']} | `{spec.name}` |", f"| {w['also']} | {other} |", f"| {w['summary']} | {spec.summary} |",
+        f"| {w['paper']} | {spec.paper} |", f"| {w['code']} | {spec.official_code} |",
+        f"| {w['file']} | `{layer_file(spec)}` |", "",
+        f"## {w['args']}", "", w["args_intro"].format(name=spec.name), "", "```yaml",
+        f"- {_row(spec, spec.default_args(GRIDS['P5']))[1:-1]}", "```", "",
+        *[f"- {part}" for part in _arg_parts(spec)], "",
+        f"## {w['defaults']}", "", w["defaults_intro"], "", defaults, "",
+        f"## {w['cost']}", "", w["cost_intro"].format(name=spec.name), "", cost or w["no_cost"], "",
+        f"## {w['doc']}", "", w["doc_intro"], "", docstring_markdown(module_doc(spec)), "", w["api"], "",
+    ]
+    return "\n".join(parts)
+
+
+BENCH_SKIP = ("Latency against feature-map size",)  # sections with pictures, which live next to BENCHMARKS.md
+
+
+def benchmark_tables(text: str) -> str:
+    """``BENCHMARKS.md`` from its first section on, headings one level down, without its pictures and markers."""
+    body = text.split("\n## ", 1)[1]
+    sections = [s for s in ("## " + body).split("\n## ") if not s.lstrip("# ").startswith(BENCH_SKIP)]
+    out = "\n## ".join(sections)
+    out = re.sub(r"^<!-- /?[\w-]+ -->\n?", "", out, flags=re.M)
+    return re.sub(r"^(#+) ", r"#\1 ", out, flags=re.M).strip()
+
+
+MEASURED = (("<!-- config-table:start -->", "<!-- config-table:end -->", "placements.md"),
+            ("<!-- coverage-table:start -->", "<!-- coverage-table:end -->", "placements.md"))
+
+
+def block(text: str, start: str, end: str) -> str:
+    return text.split(start, 1)[1].split(end, 1)[0].strip("\n")
+
+
+def docs_files(specs: dict[str, LayerSpec] | None = None) -> dict[Path, str]:
+    """Every generated file of the README and the docs site -> its text as generated now (the files it rewrites)."""
+    import json
+
+    from deploy_table import RESULTS, table as deploy_table
+    specs = builtin_specs() if specs is None else specs
+    out = {README: render(README.read_text(encoding="utf-8"), specs)}
+    if README_ZH.exists():
+        out[README_ZH] = render(README_ZH.read_text(encoding="utf-8"), specs, "zh", where=README_ZH.name)
+    en = {p.relative_to(DOCS / "en"): p.read_text(encoding="utf-8") for p in sorted((DOCS / "en").rglob("*.md"))}
+    for lang in LANGS:
+        for rel in sorted({*en, *(p.relative_to(DOCS / lang) for p in (DOCS / lang).rglob("*.md"))}):
+            path = DOCS / lang / rel
+            if rel.parts[0] == "layers" and rel.name != "index.md":
+                continue  # written whole below
+            if not path.exists():
+                continue  # a page missing in one language: mkdocs build --strict says so (tests/test_docs.py)
+            text = path.read_text(encoding="utf-8")
+            text = render(text, specs, lang, required=(), where=str(path))
+            if "<!-- deploy-table -->" in text:
+                text = replace_between(text, "<!-- deploy-table -->", "<!-- /deploy-table -->",
+                                       deploy_table(json.loads(RESULTS.read_text())), where=str(path))
+            if "<!-- benchmarks -->" in text:
+                text = replace_between(text, "<!-- benchmarks -->", "<!-- /benchmarks -->",
+                                       benchmark_tables((ROOT / "BENCHMARKS.md").read_text(encoding="utf-8")),
+                                       where=str(path))
+            if lang != "en":
+                for start, end, page in MEASURED:
+                    if start in text and rel.as_posix() == page:
+                        text = replace_between(text, start, end, block(en[rel], start, end), where=str(path))
+            out[path] = text
+        placements = en.get(Path("placements.md"), "")
+        pages = {DOCS / lang / "layers" / f"{s.name.lower()}.md": layer_page(s, lang, placements) for s in specs.values()}
+        for stale in (DOCS / lang / "layers").glob("*.md"):
+            if stale.name != "index.md" and stale not in pages:
+                out[stale] = None  # a layer that is no longer registered: its page goes
+        out.update(pages)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--check", action="store_true", help="exit 1 if README.md is not what the registry gives")
+    ap.add_argument("--check", action="store_true",
+                    help="write nothing; exit 1 if the README or a docs page is not what the registry and the "
+                         "recorded results give")
     args = ap.parse_args(argv)
-    old = README.read_text(encoding="utf-8")
-    new = render(old)
-    if args.check:
-        if new != old:
-            print("README.md's registry tables are out of date: run python scripts/readme_tables.py", file=sys.stderr)
-            return 1
-        return 0
-    README.write_text(new, encoding="utf-8")
+    stale = []
+    for path, new in docs_files().items():
+        old = path.read_text(encoding="utf-8") if path.exists() else None
+        if new == old:
+            continue
+        stale.append(path.relative_to(ROOT).as_posix())
+        if args.check:
+            continue
+        if new is None:
+            path.unlink()
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(new, encoding="utf-8")
+    if args.check and stale:
+        print("generated blocks out of date in " + ", ".join(stale) + ": run python scripts/readme_tables.py",
+              file=sys.stderr)
+        return 1
+    if not args.check:
+        print("\n".join(f"wrote {p}" for p in stale) or "up to date")
     return 0
 
 
