@@ -1,10 +1,13 @@
 """``yolo-attn show``: the drawn attention weights are the ones the layers use (they rebuild each layer's output), one
-picture per layer type, and Ultralytics' own ``visualize=True`` heatmaps work with our layers."""
+picture per layer type with a colour scale and numbers that say how much the maps show, a warning for untrained
+weights, the image's own size by default, and Ultralytics' own ``visualize=True`` heatmaps work with our layers."""
 
 from __future__ import annotations
 
 import subprocess
 
+import matplotlib
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -16,7 +19,8 @@ from yolo_attn.layers.cga import CGA
 from yolo_attn.layers.fla import FLA
 from yolo_attn.layers.lska import LSKA
 from yolo_attn.layers.shsa import SHSA
-from yolo_attn.show import attention_maps, drawable, show
+from yolo_attn.show import (NEARLY_UNIFORM, SAME_QUERIES, attention_maps, default_imgsz, drawable, figure, map_stats,
+                             show, untrained)
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -111,6 +115,7 @@ def test_show_command_draws_every_layer_of_the_model(all_layers, tmp_path):
                            str(tmp_path), "--points", "0.2,0.2", "0.8,0.6"], capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "is a config, so its weights are random (untrained)" in proc.stderr
     pngs = sorted(tmp_path.glob("*.png"))
     assert sorted(p.stem.split("-", 1)[1] for p in pngs) == sorted(BUILTIN)
     for p in pngs:
@@ -139,3 +144,74 @@ def test_ultralytics_visualize_works_with_our_layers(all_layers, tmp_path):
     written = [p for p in tmp_path.rglob("*") if p.suffix in (".png", ".jpg")]
     assert written, "visualize=True wrote no heatmap"
     assert torch.allclose(plain.boxes.data, shown.boxes.data, atol=1e-4)
+
+
+def _texts(fig) -> str:
+    return "\n".join(t.get_text() for t in fig.findobj(matplotlib.text.Text))
+
+
+@pytest.mark.parametrize("layer, channels", [(lambda: SHSA(32, 16, 8), 32), (lambda: FLA(16, num_heads=1, window=8), 16)])
+@torch.no_grad()
+def test_query_maps_of_a_trained_like_layer_differ_and_share_one_colour_scale(layer, channels):
+    """With weights that do not vanish (randomised like trained ones, on an input that varies over the map) the maps
+    of different query points differ, and the picture draws them on one scale that a colorbar shows: a difference in
+    colour between two panels is a difference in weight."""
+    torch.manual_seed(0)
+    module = randomize_(layer(), 6, sharp=True).eval()
+    points = [(0.1, 0.1), (0.5, 0.5), (0.9, 0.8)]
+    (found,) = attention_maps(torch.nn.Sequential(module), torch.randn(1, channels, 8, 8), points)
+    stats = map_stats(found)
+    assert stats["spread_rel"] > SAME_QUERIES and stats["entropy"] < NEARLY_UNIFORM, stats
+    assert stats["total"] == pytest.approx(1, abs=1e-3) and stats["input_std"] > 0.5
+    fig = figure(found, np.zeros((64, 64, 3), np.uint8), points)
+    bars = [ax for ax in fig.axes if ax.get_label() == "<colorbar>"]
+    assert len(bars) == 1 and "attention weight" in bars[0].get_ylabel() and "1/64" in bars[0].get_ylabel()
+    overlays = [ax.images[-1] for ax in fig.axes[1:1 + len(points)]]
+    assert all(im.get_clim() == pytest.approx((stats["low"], stats["high"])) for im in overlays)
+    assert not np.allclose(overlays[0].get_array(), overlays[1].get_array())
+    assert "UNTRAINED" not in _texts(fig) and "hardly depend on the query" not in _texts(fig)
+    matplotlib.pyplot.close(fig)
+
+
+@torch.no_grad()
+def test_a_layer_on_a_constant_map_draws_uniform_query_independent_maps_and_says_so():
+    """Deep in an untrained model the features vanish (a P5 input of std about 1e-9): SHSA's softmax then sees equal
+    logits, the maps are uniform and the same for every query, and the picture says so, with the untrained warning."""
+    module = randomize_(SHSA(32, 16, 8), 7).eval()
+    x = torch.randn(1, 32, 1, 1).expand(1, 32, 6, 6) * 1e-9  # one vector everywhere, as tiny as in a random model
+    (found,) = attention_maps(torch.nn.Sequential(module), x, [(0.2, 0.2), (0.8, 0.8)])
+    stats = map_stats(found)
+    assert stats["spread"] < 1e-6 and stats["entropy"] > 0.9999 and stats["input_std"] < 1e-6
+    fig = figure(found, np.zeros((96, 96, 3), np.uint8), [(0.2, 0.2), (0.8, 0.8)], untrained_model=True)
+    text = _texts(fig)
+    for says in ("UNTRAINED", "random weights", "constant over the map", "nearly uniform", "hardly depend on the query"):
+        assert says in text, says
+    assert any(ax.get_label() == "<colorbar>" for ax in fig.axes)
+    matplotlib.pyplot.close(fig)
+
+
+@torch.no_grad()
+def test_a_gate_map_gets_a_gate_scale():
+    module = randomize_(LSKA(16, 7), 4).eval()
+    (found,) = attention_maps(torch.nn.Sequential(module), torch.rand(1, 16, 9, 9) + 0.5)
+    fig = figure(found, np.zeros((64, 64, 3), np.uint8))
+    (bar,) = [ax for ax in fig.axes if ax.get_label() == "<colorbar>"]
+    assert "gate value" in bar.get_ylabel() and "gate map" in _texts(fig)
+    matplotlib.pyplot.close(fig)
+
+
+def test_default_size_is_the_images_own_rounded_to_32_and_capped():
+    assert default_imgsz(128, 128) == 128 and default_imgsz(64, 64) == 64
+    assert default_imgsz(100, 70) == 96 and default_imgsz(120, 300) == 288
+    assert default_imgsz(10, 12) == 32 and default_imgsz(1080, 1920) == 640 and default_imgsz(900, 900, cap=1280) == 896
+    assert untrained("yolov8n-shsa.yaml") and untrained("cfg/my.yaml") and not untrained("runs/x/weights/best.pt")
+
+
+def test_show_of_a_config_warns_and_keeps_a_small_image_small(all_layers, tmp_path, capsys):
+    """A config is drawn with random weights: a warning on the console and in the picture; without ``imgsz`` the
+    64-px image runs at 64 px (2×2 at P5), not 640."""
+    _, image = all_layers
+    (path,) = show("yolov8n-shsa.yaml", image, tmp_path)
+    out, err = capsys.readouterr()
+    assert "WARNING" in err and "random (untrained)" in err
+    assert path.read_bytes()[:8] == PNG and "(2×2 map at 64 px;" in out
