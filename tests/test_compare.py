@@ -1,9 +1,11 @@
-"""``yolo-attn compare``: the statistics against scipy, the verdict words, resuming, the command's errors, and where
-it trains and measures (the device string, the speed device, the model class from the config's head)."""
+"""``yolo-attn compare``: the statistics against scipy, the verdict words, resuming, the command's errors, where it
+trains and measures (the device string, the speed device, the model class from the config's head), and its pictures
+(one line per model per epoch; the ground truth under the predictions, labels inside the image)."""
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 import re
@@ -12,6 +14,7 @@ from dataclasses import asdict
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -20,8 +23,9 @@ from scipy import stats
 import yolo_attn.compare as compare_module
 from conftest import REDUCED_DEMO, bin_path
 from ultralytics import RTDETR, YOLO
-from yolo_attn.compare import (DeviceError, RunResult, Settings, _front, _stored, _timed, aggregate, compare, latex,
-                               main, markdown, paired_interval, resolve_device, speed, t_quantile)
+from yolo_attn.compare import (DeviceError, RunResult, Settings, _front, _stored, _timed, aggregate, compare,
+                               curves_figure, epoch_means, ground_truth, latex, main, markdown, paired_interval,
+                               predictions_figure, resolve_device, speed, t_quantile)
 from yolo_attn.adapter import build_model
 
 
@@ -343,3 +347,79 @@ def test_compare_trains_an_rtdetr_config_of_any_name_for_real(tmp_path, shapes_d
         assert any(k.strip() == f"train/{loss}" for k in log[0]), (name, list(log[0]))  # the trainer of that model
         assert runs[name]["speed_device"] == "cpu" and float(runs[name]["latency_ms"]) > 0
     assert (out / "predictions.png").stat().st_size > 5000
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# pictures
+# --------------------------------------------------------------------------------------------------------------------
+def _loss_run(model: str, seed: int, epochs: list[list[float]]) -> RunResult:
+    return dataclasses.replace(_run(model, seed, 0.5, 0.3), loss=[v for e in epochs for v in e])
+
+
+def test_epoch_means_split_the_batches_into_epochs():
+    assert epoch_means([1, 3, 2, 4, 10, 20], 3).tolist() == [2, 3, 15]
+    assert epoch_means([1, 2, 3, 4, 5], 2).tolist() == [2, 4.5]  # 3 + 2 batches
+    assert epoch_means([4.0], 3).tolist() == [4.0]
+
+
+def test_curves_draw_one_distinguishable_line_per_model_with_one_point_per_epoch():
+    names = ["base", "a", "b"]
+    runs = [_loss_run(n, s, [[3 + k * 0.01 + s, 3.2 + s], [2.5 + s, 2.7 + k * 0.01 + s], [2 + s, 2.2 - k * 0.01 + s]])
+            for k, n in enumerate(names) for s in range(2)]
+    runs.append(dataclasses.replace(_run("ddp", 0, 0.5, 0.3), loss=[]))  # a DDP run: no per-batch loss here
+    fig = curves_figure(runs, names + ["ddp"], "t", epochs=3)
+    loss_ax, delta_ax = fig.axes[:2]
+    assert [ln.get_label() for ln in loss_ax.lines] == names  # one line per model; none for the run without a loss
+    for k, ln in enumerate(loss_ax.lines):
+        assert np.round(ln.get_xdata()).tolist() == [1, 2, 3]  # one point per epoch, shifted sideways a little
+        assert ln.get_ydata() == pytest.approx([3.1 + 0.005 * k + 0.5, 2.6 + 0.005 * k + 0.5, 2.1 - 0.005 * k + 0.5])
+    assert len({(ln.get_color(), ln.get_linestyle(), ln.get_marker()) for ln in loss_ax.lines}) == 3
+    assert {ln.get_linestyle() for ln in loss_ax.lines} == {"-", "--", "-."}
+    assert all(c.get_alpha() <= 0.1 for c in loss_ax.collections)  # light bands: min-max over the two seeds
+    (legend,) = fig.legends  # outside the panels
+    assert [t.get_text() for t in legend.get_texts()] == names
+    assert len(delta_ax.lines) == 3  # the two models against the baseline, and the zero line
+    assert delta_ax.lines[1].get_ydata() == pytest.approx([0.01, 0.01, -0.01])  # b − base, paired by seed
+    plt = __import__("matplotlib.pyplot").pyplot
+    plt.close(fig)
+    empty = curves_figure([dataclasses.replace(_run("x", 0, 0.5, 0.3), loss=[])], ["x"], "t", epochs=2)
+    assert not empty.legends and "no per-batch loss" in empty.axes[0].texts[0].get_text()
+    plt.close(empty)
+
+
+def test_ground_truth_reads_the_label_file_next_to_the_image(tmp_path):
+    image = tmp_path / "set" / "images" / "val" / "a.jpg"
+    label = tmp_path / "set" / "labels" / "val" / "a.txt"
+    label.parent.mkdir(parents=True)
+    label.write_text("2 0.5 0.5 0.2 0.4\n1 0.1 0.2 0.3 0.2 0.2 0.6\n")  # a box, then a polygon
+    assert ground_truth(image) == [(2, pytest.approx(0.4), pytest.approx(0.3), pytest.approx(0.6), pytest.approx(0.7)),
+                                   (1, 0.1, 0.2, 0.3, 0.6)]
+    assert ground_truth(tmp_path / "set" / "images" / "val" / "none.jpg") == []
+    assert ground_truth(tmp_path / "elsewhere.jpg") == []
+
+
+def test_predictions_draw_the_ground_truth_dashed_and_keep_every_label_inside_the_image(tmp_path):
+    image = tmp_path / "images" / "a.jpg"
+    (tmp_path / "labels").mkdir()
+    (tmp_path / "labels" / "a.txt").write_text("0 0.5 0.5 0.5 0.5\n1 0.2 0.1 0.2 0.2\n")
+    boxes = SimpleNamespace(xyxy=torch.tensor([[32.0, 32.0, 96.0, 96.0], [90.0, 0.0, 128.0, 20.0]]),
+                            cls=torch.tensor([0.0, 1.0]), conf=torch.tensor([0.9, 0.4]))
+    result = SimpleNamespace(orig_img=np.zeros((128, 128, 3), np.uint8), boxes=boxes,
+                             names={0: "rectangle", 1: "ellipse with a long name"})
+    fig = predictions_figure({"m1": [result], "m2": [result]}, [image], 0.25, 0)
+    fig.canvas.draw()
+    for ax in fig.axes:
+        dashed = [p for p in ax.patches if p.get_label() == "ground truth"]
+        solid = [p for p in ax.patches if p.get_label() == "prediction"]
+        assert len(dashed) == 2 and len(solid) == 2
+        assert all(p.get_linestyle() not in ("-", "solid") for p in dashed)
+        assert all(p.get_linestyle() in ("-", "solid") for p in solid)
+        assert dashed[0].get_xy() == pytest.approx((32, 32)) and dashed[0].get_width() == pytest.approx(64)
+        frame = ax.get_window_extent()
+        labels = [t for t in ax.texts if t.get_text() in ("rectangle 0.90", "ellipse with a long name 0.40")]
+        assert len(labels) == 2
+        for t in labels:  # the box at the top edge gets its label inside, the right one right-aligned
+            e = t.get_window_extent()
+            assert frame.x0 - 1 <= e.x0 and e.x1 <= frame.x1 + 1 and frame.y0 - 1 <= e.y0 and e.y1 <= frame.y1 + 1, t
+    assert "ground truth" in " ".join(t.get_text() for t in fig.legends[0].get_texts())
+    __import__("matplotlib.pyplot").pyplot.close(fig)

@@ -496,27 +496,76 @@ def plot_results(rows: list[dict], path: Path, title: str) -> None:
     plt.close(fig)
 
 
-def plot_curves(runs: list[RunResult], names: list[str], path: Path, title: str) -> None:
-    """Training loss per batch of every model (mean over seeds; band: min-max over seeds)."""
+STYLES = ("-", "--", "-.", ":")
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+
+
+def _style(k: int) -> dict:
+    """Colour, line style and marker of the ``k``-th model (0: the baseline, grey): distinguishable in colour and,
+    printed in grey or for a colour-blind reader, in line style and marker."""
+    return {"color": "dimgray" if k == 0 else f"C{(k - 1) % 10}", "ls": STYLES[k % len(STYLES)],
+            "marker": MARKERS[k % len(MARKERS)]}
+
+
+def epoch_means(loss: list[float], epochs: int) -> np.ndarray:
+    """Per-batch losses of one run as one mean per epoch (the batches split into ``epochs`` consecutive, equal
+    parts; fewer when there are fewer batches than epochs)."""
+    parts = np.array_split(np.asarray(loss, dtype=float), max(1, min(epochs, len(loss))))
+    return np.array([p.mean() for p in parts])
+
+
+def curves_figure(runs: list[RunResult], names: list[str], title: str, epochs: int = 1):
+    """The figure of :func:`plot_curves`: left, each model's training loss per epoch (mean over the epoch's batches,
+    then over seeds; band: min-max over seeds); right, its difference to the baseline ``names[0]``, paired by seed.
+    One line per model, one point per epoch, each model in its own colour, line style and marker, the points of the
+    models shifted a little sideways so that equal values stay visible; the legend below the panels."""
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6.5, 4.2), dpi=120)
-    for k, name in enumerate(names):
-        curves = [r.loss for r in runs if r.model == name and r.loss]
-        if not curves:
-            continue
-        n = min(len(c) for c in curves)
-        a = np.array([c[:n] for c in curves])
-        x = np.arange(1, n + 1)
-        ax.plot(x, a.mean(0), label=name, color="tab:gray" if k == 0 else f"C{k}", lw=1.2)
-        if len(curves) > 1:
-            ax.fill_between(x, a.min(0), a.max(0), alpha=0.15, color="tab:gray" if k == 0 else f"C{k}")
-    ax.set_xlabel("training batch")
-    ax.set_ylabel("training loss (box + cls + dfl, as logged)")
-    ax.set_title(title, fontsize=9)
-    ax.grid(alpha=0.3)
+    fig, (ax, dax) = plt.subplots(1, 2, figsize=(10, 4.4), dpi=120, layout="constrained")
+    per_model = {}
+    for name in names:
+        rs = {r.seed: epoch_means(r.loss, epochs) for r in runs if r.model == name and r.loss}
+        if rs:
+            n = min(len(c) for c in rs.values())
+            per_model[name] = {seed: c[:n] for seed, c in rs.items()}
+    base = per_model.get(names[0], {})
+    shown = [k for k, name in enumerate(names) if name in per_model]
+    for slot, k in enumerate(shown):
+        name, style = names[k], _style(k)
+        curves = per_model[name]
+        a = np.array(list(curves.values()))
+        x = np.arange(1, a.shape[1] + 1) + (slot - (len(shown) - 1) / 2) * min(0.03, 0.3 / max(len(shown), 1))
+        ax.plot(x, a.mean(0), label=name, lw=1.6, ms=5, **style)
+        if len(a) > 1:
+            ax.fill_between(x, a.min(0), a.max(0), alpha=0.08, color=style["color"], lw=0)
+        paired = [curves[s][:len(base[s])] - base[s][:len(curves[s])] for s in curves if s in base]
+        if paired and name != names[0]:
+            m = min(len(d) for d in paired)
+            d = np.array([p[:m] for p in paired])
+            dax.plot(x[:m], d.mean(0), lw=1.6, ms=5, **style)
+            if len(d) > 1:
+                dax.fill_between(x[:m], d.min(0), d.max(0), alpha=0.08, color=style["color"], lw=0)
+    dax.axhline(0, **{**_style(0), "marker": None}, lw=1.2)
+    for a_, ylabel in ((ax, "training loss (sum of the logged terms), mean per epoch"),
+                       (dax, f"Δ loss against {names[0]} (same seed)")):
+        a_.set_xlabel("epoch")
+        a_.set_ylabel(ylabel, fontsize=8)
+        a_.grid(alpha=0.3)
+        a_.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
+    ax.set_title("per epoch; band: min-max over seeds", fontsize=8)
+    dax.set_title("difference to the baseline (below 0: lower loss)", fontsize=8)
+    fig.suptitle(title, fontsize=9)
     if ax.lines:  # runs trained by multi-GPU DDP have no per-batch loss here (it was logged in the workers)
-        ax.legend(fontsize=8)
-    fig.tight_layout()
+        fig.legend(loc="outside lower center", ncol=min(len(ax.lines), 5), fontsize=8, frameon=False)
+    else:
+        ax.text(0.5, 0.5, "no per-batch loss recorded\n(multi-GPU DDP runs log it in their workers)",
+                transform=ax.transAxes, ha="center", va="center", fontsize=8)
+    return fig
+
+
+def plot_curves(runs: list[RunResult], names: list[str], path: Path, title: str, epochs: int = 1) -> None:
+    """Training loss of every model per epoch, and its difference to the baseline (:func:`curves_figure`)."""
+    plt = _pyplot()
+    fig = curves_figure(runs, names, title, epochs)
     fig.savefig(path)
     plt.close(fig)
 
@@ -535,29 +584,110 @@ def val_images(data: str, n: int) -> list[Path]:
     return files[:n]
 
 
-def plot_predictions(runs: list[RunResult], names: list[str], images: list[Path], path: Path, imgsz: int,
-                     conf: float = 0.25, device: str = "cpu") -> None:
-    """Grid: one row per model (its lowest seed's weights), one column per validation image, boxes drawn; predicted
-    on ``device`` (Ultralytics' ``device=`` form)."""
+def ground_truth(image: Path) -> list[tuple[int, float, float, float, float]]:
+    """The labelled boxes of a dataset image, ``(class, x1, y1, x2, y2)`` as fractions of its width and height, from
+    its YOLO label file (``.../images/...`` -> ``.../labels/....txt``, the layout Ultralytics reads; a polygon label
+    gives its bounding box); none when there is no label file."""
+    parts = str(image).rsplit(f"{os.sep}images{os.sep}", 1)
+    if len(parts) != 2:
+        return []
+    path = Path(f"{os.sep}labels{os.sep}".join(parts)).with_suffix(".txt")
+    boxes = []
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            v = line.split()
+            if len(v) == 5:
+                c, xc, yc, w, h = int(float(v[0])), *map(float, v[1:])
+                boxes.append((c, xc - w / 2, yc - h / 2, xc + w / 2, yc + h / 2))
+            elif len(v) > 5:  # segment: x y pairs
+                xs, ys = [float(t) for t in v[1::2]], [float(t) for t in v[2::2]]
+                boxes.append((int(float(v[0])), min(xs), min(ys), max(xs), max(ys)))
+    return boxes
+
+
+def _box_label(ax, text: str, x1: float, y1: float, x2: float, w: int, h: int, color, fontsize: float,
+               panel_pt: float) -> None:
+    """A box's label on its top edge, kept inside the image: above the box where there is room, else just inside
+    its top; right-aligned to the box when it would run off the right edge."""
+    per_pt = max(w, h) / panel_pt  # image pixels per typographic point in this panel
+    tw, th = 0.62 * fontsize * len(text) * per_pt, 1.45 * fontsize * per_pt
+    above = y1 - th >= 0
+    left = x1 + tw <= w or x2 - tw < 0
+    ax.text(max(x1, 0) if left else min(x2, w), y1 if above else max(y1, 0), text, fontsize=fontsize,
+            color="white", ha="left" if left else "right", va="bottom" if above else "top", clip_on=True,
+            bbox={"boxstyle": "square,pad=0.1", "fc": color, "ec": "none", "alpha": 0.85})
+
+
+def _class_color(c: int):
+    import matplotlib
+
+    return matplotlib.colormaps["tab10"](c % 10)
+
+
+def predictions_figure(predictions: dict[str, list], images: list[Path], conf: float, seed: int):
+    """The figure of :func:`plot_predictions` from each model's Ultralytics results on ``images``: one row per model,
+    one column per image; the ground truth as dashed white boxes, the predictions as solid boxes in their class's
+    colour with class and confidence, every label inside the image."""
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Rectangle
+
     plt = _pyplot()
-    fig, axes = plt.subplots(len(names), len(images), figsize=(1.9 * len(images), 2.0 * len(names)), dpi=110,
-                             squeeze=False)
+    names = list(predictions)
+    side = 2.3
+    fig, axes = plt.subplots(len(names), len(images), figsize=(side * len(images), side * len(names) + 0.7), dpi=110,
+                             squeeze=False, layout="constrained")
+    panel_pt = side * 72 * 0.9
     for i, name in enumerate(names):
-        r = min((r for r in runs if r.model == name), key=lambda r: r.seed)
-        with quiet():
-            preds = _front(r.weights)(r.weights).predict([str(p) for p in images], imgsz=imgsz, conf=conf,
-                                                         verbose=False, device=device)
-        for j, p in enumerate(preds):
+        for j, p in enumerate(predictions[name]):
             ax = axes[i][j]
-            ax.imshow(p.plot(line_width=1, font_size=6)[..., ::-1])
+            img = p.orig_img[..., ::-1]  # BGR -> RGB
+            h, w = img.shape[:2]
+            ax.imshow(img, extent=(0, w, h, 0))
+            for c, x1, y1, x2, y2 in ground_truth(images[j]):
+                for color, lw in (("black", 1.5), ("white", 0.8)):  # white dashes on a black outline: any background
+                    ax.add_patch(Rectangle((x1 * w, y1 * h), (x2 - x1) * w, (y2 - y1) * h, fill=False, ec=color,
+                                           lw=lw, ls=(0, (3, 2)) if color == "white" else "-", alpha=0.75,
+                                           label="ground truth" if color == "white" else None))
+            boxes = p.boxes
+            for (x1, y1, x2, y2), c, s in zip(boxes.xyxy.tolist(), boxes.cls.tolist(), boxes.conf.tolist()):
+                color = _class_color(int(c))
+                ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, ec=color, lw=1.4, ls="-",
+                                       label="prediction"))
+                _box_label(ax, f"{p.names[int(c)]} {s:.2f}", x1, y1, x2, w, h, color, 5.5, panel_pt)
+            ax.set_xlim(0, w)
+            ax.set_ylim(h, 0)
             ax.set_xticks([])
             ax.set_yticks([])
             if j == 0:
                 ax.set_ylabel(name, fontsize=8)
             if i == 0:
-                ax.set_title(images[j].name, fontsize=7)
-    fig.suptitle(f"predictions (conf ≥ {conf}) of each model's seed-{min(r.seed for r in runs)} weights", fontsize=9)
-    fig.tight_layout()
+                ax.set_title(f"{images[j].name} ({len(ground_truth(images[j]))} labelled)", fontsize=7)
+    fig.suptitle(f"predictions (conf ≥ {conf}) of each model's seed-{seed} weights", fontsize=9)
+    fig.legend(handles=[Line2D([], [], color="white", ls=(0, (3, 2)), lw=0.8, path_effects=_outline()),
+                        Line2D([], [], color=_class_color(0), lw=1.4)],
+               labels=["ground truth (labelled box)", "prediction: class confidence (colour: class)"],
+               loc="outside lower center", ncol=2, fontsize=7, frameon=False, facecolor="none")
+    return fig
+
+
+def _outline():
+    from matplotlib import patheffects
+
+    return [patheffects.Stroke(linewidth=1.5, foreground="black"), patheffects.Normal()]
+
+
+def plot_predictions(runs: list[RunResult], names: list[str], images: list[Path], path: Path, imgsz: int,
+                     conf: float = 0.25, device: str = "cpu") -> None:
+    """Grid: one row per model (its lowest seed's weights), one column per validation image, ground truth and
+    predicted boxes drawn (:func:`predictions_figure`); predicted on ``device`` (Ultralytics' ``device=`` form)."""
+    plt = _pyplot()
+    predictions = {}
+    for name in names:
+        r = min((r for r in runs if r.model == name), key=lambda r: r.seed)
+        with quiet():
+            predictions[name] = _front(r.weights)(r.weights).predict([str(p) for p in images], imgsz=imgsz,
+                                                                     conf=conf, verbose=False, device=device)
+    fig = predictions_figure(predictions, images, conf, min(r.seed for r in runs))
     fig.savefig(path)
     plt.close(fig)
 
@@ -631,7 +761,7 @@ def compare(cfgs: list[str], data: str, *, epochs: int, imgsz: int, seeds: int, 
     title = f"{Path(s.data).parent.name if s.data.endswith('data.yaml') else Path(s.data).name}: {epochs} ep, " \
             f"{imgsz} px, {seeds} seed(s), {start.split(' by')[0]}"
     plot_results(rows, out / "results.png", title)
-    plot_curves(runs, names, out / "curves.png", title)
+    plot_curves(runs, names, out / "curves.png", title, epochs)
     images = val_images(s.data, grid)
     if images:
         plot_predictions(runs, names, images, out / "predictions.png", imgsz, device=_ultralytics_device(local))
