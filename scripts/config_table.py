@@ -1,9 +1,11 @@
-"""Write the README's table of shipped configs: params and GFLOPs at 640 (attention matmuls counted), measured.
+"""Write the docs' table of shipped configs: params and GFLOPs at 640 (attention matmuls counted), measured.
 
-Usage: python scripts/config_table.py            # measure every cfg/ file and rewrite the README section
+Usage: python scripts/config_table.py            # measure every cfg/ file and rewrite the docs section
        python scripts/config_table.py --stdout   # print the tables instead
 
-The section sits between the markers ``<!-- config-table:start -->`` and ``<!-- config-table:end -->``.
+The section sits between the markers ``<!-- config-table:start -->`` and ``<!-- config-table:end -->`` on the Model
+names and placements page, in both languages (``docs/en/placements.md``, ``docs/zh/placements.md``); the layer pages
+show its rows (``scripts/readme_tables.py``).
 ``tests/test_configs.py`` builds every shipped config and checks its row against the figures measured there.
 """
 
@@ -15,7 +17,8 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-README = ROOT / "README.md"
+PAGES = [ROOT / "docs" / lang / "placements.md" for lang in ("en", "zh")]
+README = PAGES[0]  # the page whose table tests/test_configs.py checks against the builds
 START, END = "<!-- config-table:start -->", "<!-- config-table:end -->"
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -67,7 +70,7 @@ def render() -> str:
 
 
 def table_rows(readme: str) -> dict[str, list[str]]:
-    """Config file name -> cells of its README row (for tests)."""
+    """Config file name -> cells of its row in the table of ``readme`` (a page's text; for tests)."""
     section = readme.split(START, 1)[1].split(END, 1)[0]
     rows = {}
     for line in section.splitlines():
@@ -79,14 +82,16 @@ def table_rows(readme: str) -> dict[str, list[str]]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--stdout", action="store_true", help="print the tables instead of rewriting README.md")
+    ap.add_argument("--stdout", action="store_true", help="print the tables instead of rewriting the docs pages")
     args = ap.parse_args()
     tables = render()
     if args.stdout:
         print(tables)
         return
-    README.write_text(replace_between(README.read_text(encoding="utf-8"), START, END, tables), encoding="utf-8")
-    print(f"updated {README}")
+    for page in PAGES:
+        page.write_text(replace_between(page.read_text(encoding="utf-8"), START, END, tables, where=str(page)),
+                        encoding="utf-8")
+        print(f"updated {page}")
 
 
 if __name__ == "__main__":

@@ -1,11 +1,11 @@
-"""Write the README's deployment table (format × layer) from what tests/test_deploy.py measured.
+"""Write the docs' deployment table (format × layer) from what tests/test_deploy.py measured.
 
 Usage:
     python scripts/deploy_table.py            # run tests/test_deploy.py (slow tests included, ~12 min on 2 cores),
-                                              # record benchmarks/deploy_results.json, rewrite the README table
+                                              # record benchmarks/deploy_results.json, rewrite the docs table
     python scripts/deploy_table.py --no-run   # rewrite the table from the recorded benchmarks/deploy_results.json
 
-The table sits in README.md between ``<!-- deploy-table -->`` and ``<!-- /deploy-table -->``. A cell shows what the
+The table sits on the Deployment page of both languages (docs/en/deployment.md, docs/zh/deployment.md) between ``<!-- deploy-table -->`` and ``<!-- /deploy-table -->``. A cell shows what the
 test established for that format and layer: exported (Ultralytics' exporter), ran (the format's own runtime, in a
 process where yolo_attn cannot be imported), parity (within the format's tolerance, see tests/test_deploy.py) with
 the largest box error relative to the largest box; for OpenVINO INT8 the box correlation instead. A format or layer
@@ -29,7 +29,7 @@ from markers import replace_between
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "deploy_results.json"
-README = ROOT / "README.md"
+PAGES = [ROOT / "docs" / lang / "deployment.md" for lang in ("en", "zh")]
 START, END = "<!-- deploy-table -->", "<!-- /deploy-table -->"
 
 # (results key, row label, runtime column; {v} = the runtime version(s) the tests recorded)
@@ -99,8 +99,9 @@ def main() -> int:
         if proc.returncode != 0:
             print("tests/test_deploy.py failed: the table shows what was measured", file=sys.stderr)
     results = json.loads(RESULTS.read_text())
-    text = README.read_text()
-    README.write_text(replace_between(text, START, END, table(results)))
+    for page in PAGES:  # scripts/readme_tables.py --check (tests/test_docs.py) checks them against the record
+        page.write_text(replace_between(page.read_text(encoding="utf-8"), START, END, table(results), where=str(page)),
+                        encoding="utf-8")
     print(table(results))
     return 0
 

@@ -4,7 +4,8 @@
 #   bash scripts/setup_env.sh demo   what the demo and the yolo-attn commands need: the package and its requirements
 #                                    (torch, torchvision, ultralytics, numpy, opencv-python, pyyaml); scripts/main.sh
 #   bash scripts/setup_env.sh [test] the above, plus what the whole test suite needs (scripts/test.sh): the test extra,
-#                                    every deployment extra (the deploy extra: ONNX, NCNN, OpenVINO, CoreML, LiteRT),
+#                                    the docs extra (mkdocs build --strict), every deployment extra (the deploy
+#                                    extra: ONNX, NCNN, OpenVINO, CoreML, LiteRT),
 #                                    and the older Ultralytics releases the contract tests register against, into
 #                                    .venv/ultralytics-versions/ (--no-deps: they share this environment's packages)
 #
@@ -15,7 +16,7 @@ cd "$(dirname "$0")/.."
 WHAT=${1:-test}
 case "$WHAT" in
     demo) SPEC="." ;;
-    test) SPEC=".[test,deploy]" ;;  # deploy: every export format the tests run (~1 min more)
+    test) SPEC=".[test,deploy,docs]" ;;  # deploy: every export format the tests run (~1 min more)
     *) echo "usage: bash scripts/setup_env.sh [demo|test]" >&2; exit 2 ;;
 esac
 PY=${PYTHON:-python3}

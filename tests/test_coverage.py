@@ -4,7 +4,7 @@ family has.
 The stock YAMLs are globbed from ``ultralytics/cfg/models`` (``yolo_attn.names.stock_configs``), not listed by hand.
 Each YAML × layer × placement case is the name ``<stock stem>-<layer>[-<placement>].yaml`` built at its smallest
 declared scale and run forward at 64×64 and 64×96 (64×128 for P6 models) by ``scripts/coverage_table.py``'s
-``check``, which also writes the README table. The full product (about 760 builds) takes about 2.5 min on 2 CPU
+``check``, which also writes the docs table. The full product (about 760 builds) takes about 2.5 min on 2 CPU
 cores, because each stock YAML's base build (for the row strides) is shared by its 8–12 cases; if it grows past the
 suite's budget, ``cases(rotate=True)`` gives every YAML × every placement with the layers rotated over them. The one
 YAML that cannot be built offline (torchvision downloads its backbone's weights) is checked to fail on that download.

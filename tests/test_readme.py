@@ -1,5 +1,6 @@
-"""The README says what the code does: its registry tables are the registry's, and its "Your own modules" example
-builds as the text describes (channels, repeats, aliases, ``imports:``) at two scales, in a fresh process."""
+"""The README says what the code does: its registry tables are the registry's (English and Chinese README), and the
+"Your own modules" example of the docs builds as the text describes (channels, repeats, aliases, ``imports:``) at
+two scales, in a fresh process; the Chinese page shows the same code."""
 
 from __future__ import annotations
 
@@ -10,10 +11,25 @@ import readme_tables
 from conftest import ROOT, run_py
 
 README = (ROOT / "README.md").read_text(encoding="utf-8")
+README_ZH = (ROOT / "README.zh-CN.md").read_text(encoding="utf-8")
+OWN = {lang: (ROOT / "docs" / lang / "own-modules.md").read_text(encoding="utf-8") for lang in ("en", "zh")}
+EXAMPLE = r"```python\n# acme_blocks\.py[^\n]*\n(.*?)```"
 
 
 def test_registry_tables_are_what_the_registry_gives():
     assert readme_tables.render(README) == README, "run python scripts/readme_tables.py"
+    assert readme_tables.render(README_ZH, lang="zh") == README_ZH, "run python scripts/readme_tables.py"
+
+
+def test_readme_begins_with_the_two_commands_and_stays_a_front_page():
+    for text in (README, README_ZH):
+        assert text.startswith("# yolo-attn\n\n```bash\nbash scripts/main.sh ")
+        assert "\nbash scripts/test.sh " in text.split("```", 2)[1]
+        assert len(text.splitlines()) <= 200
+
+
+def test_own_modules_example_is_the_same_in_both_languages():
+    assert re.search(EXAMPLE, OWN["en"], re.S).group(1) == re.search(EXAMPLE, OWN["zh"], re.S).group(1)
 
 
 YAML = """imports: [acme_blocks]
@@ -44,7 +60,7 @@ print(json.dumps(out))
 
 
 def test_own_modules_example_builds_as_described(tmp_path):
-    code = re.search(r"```python\n# acme_blocks\.py[^\n]*\n(.*?)```", README, re.S).group(1)
+    code = re.search(EXAMPLE, OWN["en"], re.S).group(1)
     (tmp_path / "acme_blocks.py").write_text(code)
     for scale in "ns":  # Ultralytics takes the scale from the file name (yolov8<scale>...)
         (tmp_path / f"yolov8{scale}-acme.yaml").write_text(YAML)

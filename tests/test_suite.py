@@ -149,12 +149,12 @@ def _setup(tmp_path, *args: str) -> list[str]:
 
 def test_main_job_installs_what_the_demo_needs_and_the_test_command_the_rest(tmp_path):
     """The README's main command (scripts/main.sh) sets up the demo's environment only: the package and its
-    requirements; the test command (scripts/test.sh, which CI runs) adds the test and deployment extras and the
+    requirements; the test command (scripts/test.sh, which CI runs) adds the test, deployment and docs extras and the
     older Ultralytics releases of the contract tests."""
     demo = _setup(tmp_path, "demo")
     assert demo == ["-m pip install -q -c constraints.txt -e ."], demo
     test = _setup(tmp_path, "test")
-    assert test[0] == "-m pip install -q -c constraints.txt -e .[test,deploy]", test
+    assert test[0] == "-m pip install -q -c constraints.txt -e .[test,deploy,docs]", test
     assert [line.split()[-1] for line in test[1:]] == [f"ultralytics=={v}" for v in ("8.1.47", "8.2.103", "8.3.240")]
     assert all("--no-deps --target .venv/ultralytics-versions/" in line for line in test[1:]), test
     assert _setup(tmp_path) == test  # the default is the whole set-up (what conftest's hints ask for)
