@@ -1,7 +1,8 @@
 """Adding a built-in layer is one new file: a copy of this checkout gets one file in ``yolo_attn/layers/`` and nothing
 else, and the layer appears everywhere the shipped ones do — ``yolo-attn layers``, model names (``yolov8n-<layer>.yaml``
-builds), the README tables generator, ``yolo-attn show``, torch's safe globals, and the collected per-layer tests
-(parity with its own reference, fuzz, precision, fuse, export, compile), which pass for it.
+builds), the README tables generator, the docs' layer pages in both languages, ``yolo-attn show``, torch's safe
+globals, and the collected per-layer tests (parity with its own reference, fuzz, precision, fuse, export, compile),
+which pass for it.
 """
 
 from __future__ import annotations
@@ -111,6 +112,10 @@ specs = builtin_specs()
 tables = [readme_tables.layers_table(specs), readme_tables.args_table(specs), readme_tables.defaults_table(specs)]
 print("readme-tables", ["| `ToyGate` | - | Toy depthwise gate |" in tables[0], "| `[-1, 1, ToyGate, []]` | `k=3` Depthwise"
       in tables[1], "| ToyGate | `[]` | `[]` | `[]` |" in tables[2]])
+docs = {p.relative_to(readme_tables.ROOT).as_posix(): text for p, text in readme_tables.docs_files().items()}
+print("docs-pages", [name in docs and "ToyGate" in docs[name] for name in ("docs/en/layers/toygate.md",
+                                                                          "docs/zh/layers/toygate.md")])
+print("docs-index", ["[`ToyGate`](toygate.md)" in docs[f"docs/{lang}/layers/index.md"] for lang in ("en", "zh")])
 '''
 
 PER_LAYER_TESTS = {  # file: the per-layer test that must be collected for the new layer, and pass
@@ -150,6 +155,8 @@ def test_one_new_file_makes_a_layer_everywhere(copy_with_layer):
     assert lines["safe-global"] == "True"
     assert "('ToyGate', 1, (2, 2))" in lines["show"], lines["show"]  # one gate map at P5 of a 64 px input
     assert lines["readme-tables"] == "[True, True, True]"
+    assert lines["docs-pages"] == "[True, True]"  # its own page in both languages, written by the docs generator
+    assert lines["docs-index"] == "[True, True]"  # and linked from the layers index, with no edit to the docs
 
 
 @pytest.mark.slow
