@@ -55,9 +55,9 @@ def arg_docs(cls: type) -> dict[str, str]:
     return {k: (v if len(v) <= 120 else re.split(r"(?<=[.;:])\s", v, maxsplit=1)[0]).rstrip(".;:") for k, v in out.items()}
 
 
-def _default(spec: LayerSpec, arg: str) -> str:
+def _default(spec: LayerSpec, arg: str, lang: str = "en") -> str:
     value = inspect.signature(spec.cls).parameters[arg].default
-    return "required" if value is inspect.Parameter.empty else repr(value)
+    return _h("required", lang) if value is inspect.Parameter.empty else repr(value)
 
 
 def _row(spec: LayerSpec, args: list) -> str:
@@ -70,8 +70,9 @@ HEADERS = {
         "name": "名称", "also written": "其他写法", "layer": "层", "paper": "论文",
         "official code it matches": "对应的官方代码",
         "YAML row (P5 defaults)": "YAML 行（P5 默认参数）",
-        "arguments after the automatic `c1`: default, meaning": "自动填入的 `c1` 之后的参数：默认值、含义",
-        "at 640": "输入 640 时", "page": "页面",
+        "arguments after the automatic `c1`: default, meaning":
+            "自动填入的 `c1` 之后的参数：默认值、含义（含义摘自类的文档字符串，英文原文）",
+        "at 640": "输入 640 时", "page": "页面", "required": "必填",
     },
 }
 
@@ -94,16 +95,16 @@ def layers_table(specs: dict[str, LayerSpec], lang: str = "en", links: bool = Fa
     return "\n".join(lines)
 
 
-def _arg_parts(s: LayerSpec) -> list[str]:
+def _arg_parts(s: LayerSpec, lang: str = "en") -> list[str]:
     docs = arg_docs(s.cls)
-    return [f"`{a}={_default(s, a)}` {docs.get(a, '')}".rstrip() for a in s.args]
+    return [f"`{a}={_default(s, a, lang)}` {docs.get(a, '')}".rstrip() for a in s.args]
 
 
 def args_table(specs: dict[str, LayerSpec], lang: str = "en") -> str:
     lines = [f"| {_h('YAML row (P5 defaults)', lang)} | {_h('arguments after the automatic `c1`: default, meaning', lang)} |",
              "|---|---|"]
     for s in specs.values():
-        lines.append(f"| {_row(s, s.default_args(GRIDS['P5']))} | {'; '.join(_arg_parts(s))} |")
+        lines.append(f"| {_row(s, s.default_args(GRIDS['P5']))} | {'; '.join(_arg_parts(s, lang))} |")
     return "\n".join(lines)
 
 
@@ -156,19 +157,22 @@ PAGE = {  # words of the generated per-layer pages
         "no_cost": "No shipped config holds this layer.",
     },
     "zh": {
-        "generated": "本页由 `python scripts/readme_tables.py` 根据层注册表和 `{file}` 自动生成；请修改它们，而不是本页。",
+        "generated": "本页由 `python scripts/readme_tables.py` 根据层注册表和 `{file}` 自动生成；要修改内容，请改这两处，"
+                     "不要直接改本页。",
         "name": "YAML 名称", "also": "其他写法", "paper": "论文", "code": "对应的官方代码",
         "file": "层文件", "summary": "层",
-        "args": "YAML 参数", "args_intro": "输入通道数 `c1` 由 `from` 指向的层自动填入；其余参数都有默认值，所以 "
-                "`[-1, 1, {name}, []]` 也能直接用。使用 P5 默认参数的一行：",
-        "defaults": "各特征图的默认参数", "defaults_intro": "`yolo-attn insert`、随包提供的配置文件和模型名称在各层特征图上"
+        "args": "YAML 参数", "args_intro": "输入通道数 `c1` 由 `from` 指向的层自动填入；其余参数都有默认值，所以直接写 "
+                "`[-1, 1, {name}, []]` 也可以。按 P5 默认参数写的一行：",
+        "args_doc": "各参数的默认值和含义（含义摘自类的文档字符串，保留英文原文）：",
+        "defaults": "各特征图上的默认参数", "defaults_intro": "`yolo-attn insert`、随包提供的配置文件和模型名称在各层特征图上"
                     "写入的参数（见[模型名称与插入位置](../placements.md)）：",
-        "cost": "开销", "cost_intro": "含 {name} 的随包配置，由 `python scripts/config_table.py` 实测（参数量；640×640、"
-                "batch 1 时的 GFLOPs，计入注意力的矩阵乘；Δ 相对原版模型）。单层耗时见[性能](../performance.md)。",
+        "cost": "开销", "cost_intro": "包含 {name} 的随包配置，由 `python scripts/config_table.py` 实测（参数量；输入 "
+                "640×640、batch 1 时的 GFLOPs，计入注意力的矩阵乘法；Δ 为相对原版模型的变化）。各层单独的耗时见"
+                "[性能](../performance.md)。",
         "doc": "原理、与官方实现一致之处、不同之处",
-        "doc_intro": "以下摘自层文件的模块文档字符串（英文原文，随代码自动生成）：",
+        "doc_intro": "以下内容摘自层文件的模块文档字符串（英文原文）：",
         "api": "类的说明见 [API 参考](../api.md)。",
-        "no_cost": "没有随包配置包含该层。",
+        "no_cost": "没有任何随包配置包含该层。",
     },
 }
 
@@ -206,19 +210,19 @@ def config_rows(page: str, name: str) -> str:
 def layer_page(spec: LayerSpec, lang: str, placements_page: str = "") -> str:
     w = PAGE[lang]
     other = ", ".join(f"`{n}`" for n in (*spec.aliases, *spec.official)) or "-"
-    cost = config_rows(placements_page, spec.name)
+    cost = measured(config_rows(placements_page, spec.name), lang)
     defaults = "\n".join([f"| {' | '.join(GRIDS)} |", "|" + "---|" * len(GRIDS),
                           "| " + " | ".join(f"`{spec.default_args(g)}`" for g in GRIDS.values()) + " |"])
     parts = [
         f"# {spec.name}: {spec.summary}", "",
         f"<!-- {w['generated'].format(file=layer_file(spec))} -->", "",
-        f"| | |", "|---|---|",
+        "| | |", "|---|---|",
         f"| {w['name']} | `{spec.name}` |", f"| {w['also']} | {other} |", f"| {w['summary']} | {spec.summary} |",
         f"| {w['paper']} | {spec.paper} |", f"| {w['code']} | {spec.official_code} |",
         f"| {w['file']} | `{layer_file(spec)}` |", "",
         f"## {w['args']}", "", w["args_intro"].format(name=spec.name), "", "```yaml",
         f"- {_row(spec, spec.default_args(GRIDS['P5']))[1:-1]}", "```", "",
-        *[f"- {part}" for part in _arg_parts(spec)], "",
+        *([w["args_doc"], ""] if "args_doc" in w else []), *[f"- {part}" for part in _arg_parts(spec, lang)], "",
         f"## {w['defaults']}", "", w["defaults_intro"], "", defaults, "",
         f"## {w['cost']}", "", w["cost_intro"].format(name=spec.name), "", cost or w["no_cost"], "",
         f"## {w['doc']}", "", w["doc_intro"], "", docstring_markdown(module_doc(spec)), "", w["api"], "",
@@ -236,6 +240,53 @@ def benchmark_tables(text: str) -> str:
     out = "\n## ".join(sections)
     out = re.sub(r"^<!-- /?[\w-]+ -->\n?", "", out, flags=re.M)
     return re.sub(r"^(#+) ", r"#\1 ", out, flags=re.M).strip()
+
+
+# The fixed words of the measured tables in other languages (scripts/config_table.py, coverage_table.py and
+# deploy_table.py write them in English): (pattern, replacement), applied in order, line by line. What the tables
+# quote from a record (an error, the reason a case or format is not run) stays as recorded, under a label saying so.
+MEASURED_WORDS = {
+    "zh": [
+        # config-table (the Model names and placements page; the layer pages' Cost)
+        (r"^\| config \| layer \| placement \|", "| 配置文件 | 层 | 插入位置 |"),
+        (r"\| params (\w+) \|", r"| 参数量 \1 |"),
+        (r" \(stock\)", "（原版）"),
+        (r" \(rows? ([\d, ]+)\)", lambda m: f"（第 {m.group(1).replace(', ', '、')} 行）"),
+        # coverage-table
+        (r"^(\d+) of (\d+) cases pass \(", r"\2 个用例中 \1 个通过（"),
+        (r"(\d+) stock YAMLs of the installed Ultralytics × ", r"已安装的 Ultralytics 中的 \1 个原版 YAML × "),
+        (r"every placement with the (\d+) layers rotated over the cases", r"每个插入位置，\1 个层在各用例间轮换"),
+        (r"(\d+) layers × every placement", r"\1 个层 × 每个插入位置"),
+        (r"; smallest scale, forward at (\S+) and (\S+), P6 models (\S+)\)\.$",
+         r"；最小缩放尺度，前向输入 \1 和 \2，P6 模型 \3）。"),
+        (r"^\| stock YAML \| placements \| cases ok \|$", "| 原版 YAML | 插入位置 | 通过用例 |"),
+        (r"^Exceptions:$", "例外（原因照录英文原文）："),
+        (r"^- (`[^`]+`) \((\d+) cases?\): ", r"- \1（\2 个用例）："),
+        # deploy-table (the Deployment page)
+        (r"^\| format \|", "| 格式 |"),
+        (r"RT-DETR-l, every layer after AIFI", "RT-DETR-l，AIFI 之后接入全部注意力层"),
+        (r"\| runtime tested \|$", "| 测试所用的运行时 |"),
+        (r"stock RT-DETR fails too ¹", "原版 RT-DETR 同样失败 ¹"),
+        (r"\bnot measured\b", "未测"),
+        (r"\bexport fails\b", "导出失败"),
+        (r"\bexports ✓ · spec ✓", "导出 ✓ · 模型规格 ✓"),
+        (r"\bexports ✓ · does not run", "导出 ✓ · 无法运行"),
+        (r"\bbox corr ", "框相关系数 "),
+        (r"\*\*no parity\*\*", "**结果不一致**"),
+        (r", f32 precision hint \|", "，f32 精度提示 |"),
+        (r", and `yolo predict` \|", "，以及 `yolo predict` |"),
+        (r" interpreter \|$", " 解释器 |"),
+        (r"none: spec read back on Linux; predicts on macOS only", "无：在 Linux 上读回模型规格；仅在 macOS 上能推理"),
+        (r"^¹ ", "¹ 测试记录的原因（英文原文）："),
+    ],
+}
+
+
+def measured(text: str, lang: str) -> str:
+    """A measured table (config, coverage or deployment) with its fixed English words in ``lang``."""
+    for pattern, new in MEASURED_WORDS.get(lang, ()):
+        text = re.sub(pattern, new, text, flags=re.M)
+    return text
 
 
 MEASURED = (("<!-- config-table:start -->", "<!-- config-table:end -->", "placements.md"),
@@ -267,7 +318,7 @@ def docs_files(specs: dict[str, LayerSpec] | None = None) -> dict[Path, str]:
             text = render(text, specs, lang, required=(), where=str(path))
             if "<!-- deploy-table -->" in text:
                 text = replace_between(text, "<!-- deploy-table -->", "<!-- /deploy-table -->",
-                                       deploy_table(json.loads(RESULTS.read_text())), where=str(path))
+                                       measured(deploy_table(json.loads(RESULTS.read_text())), lang), where=str(path))
             if "<!-- benchmarks -->" in text:
                 text = replace_between(text, "<!-- benchmarks -->", "<!-- /benchmarks -->",
                                        benchmark_tables((ROOT / "BENCHMARKS.md").read_text(encoding="utf-8")),
@@ -275,7 +326,8 @@ def docs_files(specs: dict[str, LayerSpec] | None = None) -> dict[Path, str]:
             if lang != "en":
                 for start, end, page in MEASURED:
                     if start in text and rel.as_posix() == page:
-                        text = replace_between(text, start, end, block(en[rel], start, end), where=str(path))
+                        text = replace_between(text, start, end, measured(block(en[rel], start, end), lang),
+                                               where=str(path))
             out[path] = text
         placements = en.get(Path("placements.md"), "")
         pages = {DOCS / lang / "layers" / f"{s.name.lower()}.md": layer_page(s, lang, placements) for s in specs.values()}
