@@ -14,8 +14,10 @@ the registry, the layer file's module docstring (what it is, what is faithful, w
 config table (cost); the deployment table (``docs/<lang>/deployment.md``) from the recorded
 ``benchmarks/deploy_results.json`` (``scripts/deploy_table.py``); the performance tables from ``BENCHMARKS.md``; and
 the measured blocks (``config-table``, ``coverage-table``: written into both languages by ``scripts/config_table.py``
-and ``scripts/coverage_table.py``) copied from the English page to the Chinese one. A new layer file therefore
-appears in every table and gets its page by running this script; no docs page is edited by hand.
+and ``scripts/coverage_table.py``) copied from the English page to the Chinese one. The measured tables' fixed words
+(headers, labels) are given in Chinese on the Chinese pages (``MEASURED_WORDS``); what they quote from a record,
+like the docstrings on the layer pages, stays English under a Chinese label. A new layer file therefore appears in
+every table and gets its page by running this script; no docs page is edited by hand.
 
 ``--check`` writes nothing and exits 1 naming every file that differs (``tests/test_readme.py``,
 ``tests/test_docs.py``).
