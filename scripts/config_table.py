@@ -4,8 +4,9 @@ Usage: python scripts/config_table.py            # measure every cfg/ file and r
        python scripts/config_table.py --stdout   # print the tables instead
 
 The section sits between the markers ``<!-- config-table:start -->`` and ``<!-- config-table:end -->`` on the Model
-names and placements page, in both languages (``docs/en/placements.md``, ``docs/zh/placements.md``); the layer pages
-show its rows (``scripts/readme_tables.py``).
+names and placements page (``docs/en/placements.md``); ``scripts/readme_tables.py`` writes its Chinese copy
+(``docs/zh/placements.md``, headers and fixed words in Chinese) and shows its rows on the layer pages: run it after
+this script.
 ``tests/test_configs.py`` builds every shipped config and checks its row against the figures measured there.
 """
 
@@ -17,7 +18,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGES = [ROOT / "docs" / lang / "placements.md" for lang in ("en", "zh")]
+PAGES = [ROOT / "docs" / "en" / "placements.md"]  # the Chinese copy: scripts/readme_tables.py
 README = PAGES[0]  # the page whose table tests/test_configs.py checks against the builds
 START, END = "<!-- config-table:start -->", "<!-- config-table:end -->"
 sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -6,8 +6,9 @@ Each case is the config name ``<stock stem>-<layer>[-<placement>].yaml`` (``yolo
 smallest declared scale and run forward (eval, no grad) at two input shapes, 64×64 and 64×96 (64×128 for P6
 models); it passes when every output tensor is finite. Stock YAMLs are globbed from ``ultralytics/cfg/models`` (no
 hand list); the placements are those the family has (``yolo_attn.names.valid_placements``). With ``--docs`` the
-table between the ``coverage-table`` markers of the Model names and placements page is rewritten in both languages
-(``docs/en/placements.md``, ``docs/zh/placements.md``); ``--readme PAGE.md`` rewrites it in that file.
+table between the ``coverage-table`` markers of the Model names and placements page is rewritten
+(``docs/en/placements.md``; ``scripts/readme_tables.py`` writes the Chinese copy, run it after); ``--readme PAGE.md``
+rewrites it in that file.
 ``tests/test_coverage.py`` runs the same
 full product (about 2.5 min on 2 cores); ``--rotate`` gives one layer per YAML × placement, rotated so that each
 layer meets each family.
@@ -139,7 +140,9 @@ def table(results: list[dict]) -> str:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--readme", default=None, help="rewrite the coverage table in this Markdown file")
-    ap.add_argument("--docs", action="store_true", help="rewrite it on the docs' placements page, both languages")
+    ap.add_argument("--docs", action="store_true",
+                    help="rewrite it on the docs' placements page (English; scripts/readme_tables.py writes the Chinese "
+                         "copy)")
     ap.add_argument("--layers", default=None, help="comma-separated layers (default: every registered layer)")
     ap.add_argument("--rotate", action="store_true", help="one layer per YAML and placement, rotated")
     a = ap.parse_args(argv)
@@ -149,8 +152,7 @@ def main(argv=None) -> int:
     print(text)
     print(f"{len(results)} cases in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
     root = Path(__file__).resolve().parents[1]
-    pages = ([Path(a.readme)] if a.readme else []) + ([root / "docs" / g / "placements.md" for g in ("en", "zh")]
-                                                     if a.docs else [])
+    pages = ([Path(a.readme)] if a.readme else []) + ([root / "docs" / "en" / "placements.md"] if a.docs else [])
     for path in pages:
         path.write_text(replace_between(path.read_text(encoding="utf-8"), "<!-- coverage-table:start -->",
                                         "<!-- coverage-table:end -->", text, where=str(path)), encoding="utf-8")

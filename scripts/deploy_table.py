@@ -5,7 +5,8 @@ Usage:
                                               # record benchmarks/deploy_results.json, rewrite the docs table
     python scripts/deploy_table.py --no-run   # rewrite the table from the recorded benchmarks/deploy_results.json
 
-The table sits on the Deployment page of both languages (docs/en/deployment.md, docs/zh/deployment.md) between ``<!-- deploy-table -->`` and ``<!-- /deploy-table -->``. A cell shows what the
+The table sits on the Deployment page (docs/en/deployment.md) between ``<!-- deploy-table -->`` and
+``<!-- /deploy-table -->``; scripts/readme_tables.py writes the Chinese page's copy (run it after). A cell shows what the
 test established for that format and layer: exported (Ultralytics' exporter), ran (the format's own runtime, in a
 process where yolo_attn cannot be imported), parity (within the format's tolerance, see tests/test_deploy.py) with
 the largest box error relative to the largest box; for OpenVINO INT8 the box correlation instead. A format or layer
@@ -29,7 +30,7 @@ from markers import replace_between
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "deploy_results.json"
-PAGES = [ROOT / "docs" / lang / "deployment.md" for lang in ("en", "zh")]
+PAGES = [ROOT / "docs" / "en" / "deployment.md"]  # the Chinese copy: scripts/readme_tables.py
 START, END = "<!-- deploy-table -->", "<!-- /deploy-table -->"
 
 # (results key, row label, runtime column; {v} = the runtime version(s) the tests recorded)

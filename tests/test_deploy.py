@@ -34,7 +34,7 @@ registered``); a test checks that this still holds for the stock model (it fails
 in the test then).
 
 ``YOLO_ATTN_DEPLOY_RESULTS=<file.json>`` makes the tests record what they measured (format × layer: exported, runs,
-errors, runtime version) there; ``scripts/deploy_table.py`` turns that into the README's deployment table.
+errors, runtime version) there; ``scripts/deploy_table.py`` turns that into the docs' deployment table.
 """
 
 from __future__ import annotations
