@@ -564,14 +564,14 @@ from ultralytics import YOLO
 from yolo_attn.adapter import save_checkpoint
 save_checkpoint(YOLO(sys.argv[1]).model, sys.argv[2])
 '''
-LOAD = "import sys\nfrom ultralytics import YOLO\nprint(type(YOLO(sys.argv[1]).model.model[1]).__name__)\n"
+LOAD_GATE = "import sys\nfrom ultralytics import YOLO\nprint(type(YOLO(sys.argv[1]).model.model[1]).__name__)\n"
 
 
 def test_checkpoint_whose_module_is_missing_or_not_imported_names_it_and_the_fix(gate_dirs, tmp_path):
     pt = tmp_path / "gate.pt"
     run_py(f"import sys; sys.argv = ['x', {str(gate_dirs['cfg'] / 'gate.yaml')!r}, {str(pt)!r}]\n" + SAVE_GATE,
            cwd=gate_dirs["elsewhere"])
-    code = f"import sys; sys.argv = ['x', {str(pt)!r}]\n" + LOAD
+    code = f"import sys; sys.argv = ['x', {str(pt)!r}]\n" + LOAD_GATE
     env = {"YOLO_OFFLINE": "1", "PYTHONPATH": ""}
     missing = run_py(code, env=env, cwd=gate_dirs["elsewhere"], check=False)
     out = missing.stdout + missing.stderr

@@ -4,10 +4,10 @@
   globals, so ``ULTRALYTICS_SAFE_LOAD=1`` (8.4.67+: ``weights_only=True`` plus an allow-list) loads checkpoints that
   hold them.
 * ``tasks.torch_safe_load`` (where every checkpoint is unpickled) first runs the start-up hooks a circular import left
-  pending, then checks the modules the checkpoint names: a module that cannot be imported here, or (safe loading) one
-  that is not imported yet, is reported by name with the fix (:class:`CheckpointImportError`) instead of Ultralytics'
-  attempt to pip-install a package of that name or its generic "references types outside the supported Ultralytics
-  checkpoint format".
+  pending, then checks the modules the checkpoint names: a module that cannot be imported here (before a plain load),
+  or, when a safe load fails, the module of the refused global that is not imported, is reported by name with the fix
+  (:class:`CheckpointImportError`) instead of Ultralytics' attempt to pip-install a package of that name or its
+  generic "references types outside the supported Ultralytics checkpoint format".
 * ``BaseModel.load`` gets a view of the checkpoint model laid out like the model when either holds registered layers
   (the load aligners given to :func:`add_load_aligner`).
 * :func:`load_checkpoint` and :func:`save_checkpoint` read and write the checkpoint dict Ultralytics' front ends load.
@@ -85,29 +85,24 @@ def _safe_only(args, kwargs) -> bool:
     return bool(requested)
 
 
-def _check_modules(weight, safe_only: bool) -> None:
-    """Raise :class:`CheckpointImportError` for the first module ``weight`` pickles that cannot be imported here, or,
-    when loading safely, that is not imported already."""
+def _unimported(weight):
+    """(module, its top-level name, what the checkpoint pickles from it, where-hint) for every module ``weight`` names
+    that is not imported in this process and is not one of Ultralytics' own cases."""
     for module, names in checkpoint_modules(weight).items():
         top = module.split(".")[0]
         if top in sys.modules or top in _HANDLED_BY_ULTRALYTICS:
             continue  # imported (a missing submodule or class: Ultralytics' own errors), or Ultralytics' own cases
-        importable = importlib.util.find_spec(top) is not None  # a top-level module: nothing is imported to find it
         here = Path.cwd() / f"{top}.py"
+        importable = importlib.util.find_spec(top) is not None  # a top-level module: nothing is imported to find it
         where = (f" There is {here.name} in the working directory, but console scripts such as 'yolo' do not search "
                  f"it: PYTHONPATH={Path.cwd()} yolo ..." if not importable and here.is_file() else "")
-        held = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
-        if safe_only:
-            raise CheckpointImportError(
-                f"yolo_attn: {weight} holds {held} from the module '{module}', which is not imported. Safe loading "
-                f"(ULTRALYTICS_SAFE_LOAD=1) never imports a module a checkpoint names, so a module that the model "
-                f"YAML's 'imports:' brought in when the model was built is not found here. Import it before the load: "
-                f"{IMPORTS_ENV}={module} yolo predict model={weight} ... (or 'import {module}' in your script, or a "
-                f"'yolo_attn.modules' entry point in its package)."
-                + ("" if importable else f" '{top}' must also be importable: install it or put its directory on "
-                   f"PYTHONPATH.{where}"),
-                name=module,
-            )
+        yield module, top, importable, ", ".join(names[:3]) + (", ..." if len(names) > 3 else ""), where
+
+
+def _check_importable(weight) -> None:
+    """Before a plain load: raise :class:`CheckpointImportError` for the first module ``weight`` pickles that cannot
+    be imported here (Ultralytics would otherwise try to pip-install a package of that name)."""
+    for module, top, importable, held, where in _unimported(weight):
         if not importable:
             raise CheckpointImportError(
                 f"yolo_attn: {weight} holds {held} from the module '{module}', which cannot be imported here (no "
@@ -118,16 +113,49 @@ def _check_modules(weight, safe_only: bool) -> None:
             )
 
 
+def _explain_refused(weight, error: BaseException) -> None:
+    """After a safe load failed: raise :class:`CheckpointImportError` (in place of ``error``) when the global that torch
+    refused belongs to a module this process has not imported — safe loading never imports one, so the module that
+    the model YAML's ``imports:`` brought in at build time is missing here. Only a module the failure names: a
+    checkpoint also pickles globals of modules that are not imported yet and that Ultralytics' allow-list covers
+    (a classification model's torchvision transforms)."""
+    said, e = [], error
+    while e is not None and len(said) < 8:
+        said.append(str(e))
+        e = e.__cause__ or e.__context__
+    said = "\n".join(said)
+    for module, top, importable, held, where in _unimported(weight):
+        if module not in said:
+            continue
+        raise CheckpointImportError(
+            f"yolo_attn: {weight} holds {held} from the module '{module}', which is not imported. Safe loading "
+            f"(ULTRALYTICS_SAFE_LOAD=1) never imports a module a checkpoint names, so a module that the model "
+            f"YAML's 'imports:' brought in when the model was built is not found here. Import it before the load: "
+            f"{IMPORTS_ENV}={module} yolo predict model={weight} ... (or 'import {module}' in your script, or a "
+            f"'yolo_attn.modules' entry point in its package)."
+            + ("" if importable else f" '{top}' must also be importable: install it or put its directory on "
+               f"PYTHONPATH.{where}"),
+            name=module,
+        ) from None  # Ultralytics' "references types outside the supported ... format" would only mislead
+
+
 def wrap_torch_safe_load(tasks) -> None:
     """Checkpoint loads (``yolo predict model=best.pt``) go through ``tasks.torch_safe_load`` (fact 7): a point where
-    Ultralytics is fully imported, to run hooks a circular import left pending, and to check the modules the
-    checkpoint names before Ultralytics would try to pip-install them."""
+    Ultralytics is fully imported, to run hooks a circular import left pending, to check the modules the checkpoint
+    names before Ultralytics would try to pip-install them, and to say which module a safe load lacks when it
+    fails."""
     def make(original):
         def torch_safe_load(*args, **kwargs):
             _autoload.flush()
             weight = args[0] if args else kwargs.get("weight")
-            _check_modules(weight, _safe_only(args, kwargs))
-            return original(*args, **kwargs)
+            if not _safe_only(args, kwargs):
+                _check_importable(weight)
+                return original(*args, **kwargs)
+            try:
+                return original(*args, **kwargs)
+            except Exception as e:  # Ultralytics' TypeError, from torch's UnpicklingError naming the refused global
+                _explain_refused(weight, e)
+                raise
         return torch_safe_load
 
     patch(tasks, "torch_safe_load", make)

@@ -122,7 +122,8 @@ class LayerTests:
             and train mode).
         trace: (size traced at, sizes the trace must reproduce eager at): ``torch.jit.trace`` (every export).
         int_args: valid integer constructor arguments (``c1`` included); each is checked to be refused, naming
-            the layer and the argument, when not a positive integer.
+            the layer and the argument, when not a positive integer. None declared: none checked (a user's module
+            need not validate its arguments; the shipped layers declare every integer argument).
         bad_args: further ``(constructor kwargs, argument the error must name)`` that must be refused.
         folds: how many BatchNorms/affines ``fuse_layers`` folds in ``small()``; None: one per ``ConvBN``.
         scale_robust: half precision stays close to fp32 on inputs ×100 too; False where the math is ill-conditioned
@@ -132,7 +133,7 @@ class LayerTests:
     small: Callable[[], nn.Module] | None = None
     sizes: tuple[tuple[int, int], ...] = ((9, 13), (1, 1))
     trace: tuple[tuple[int, int], tuple[tuple[int, int], ...]] = ((20, 20), ((16, 24), (1, 1), (3, 50)))
-    int_args: Mapping[str, int] = field(default_factory=lambda: {"c1": 16})
+    int_args: Mapping[str, int] = field(default_factory=dict)
     bad_args: tuple[tuple[Mapping[str, Any], str], ...] = ()
     folds: int | None = None
     scale_robust: bool = True
