@@ -157,6 +157,14 @@ PAGE = {  # words of the generated per-layer pages
         "doc_intro": "From the layer file's module docstring:",
         "api": "Class reference: [API reference](../api.md).",
         "no_cost": "No shipped config holds this layer.",
+        "maps": "What it attends to",
+        "maps_intro": "`yolo-attn show` of the demo's fine-tuned `yolov8n-{lower}.yaml` (seed 0) on one of the demo's "
+                      "validation images (drawn by `python scripts/docs_pictures.py` after `bash scripts/main.sh`; "
+                      "trained weights, one run on one machine). The layer sits after SPPF, so its map is the P5 "
+                      "grid; the numbers under the picture say how far the maps are from uniform and how much they "
+                      "differ between query points.",
+        "no_maps": "No picture yet: run the demo with this layer (`bash scripts/main.sh`), then "
+                   "`python scripts/docs_pictures.py`; or draw it yourself with `yolo-attn show MODEL.pt IMAGE`.",
     },
     "zh": {
         "generated": "本页由 `python scripts/readme_tables.py` 根据层注册表和 `{file}` 自动生成；要修改内容，请改这两处，"
@@ -175,6 +183,13 @@ PAGE = {  # words of the generated per-layer pages
         "doc_intro": "以下内容摘自层文件的模块文档字符串（英文原文）：",
         "api": "类的说明见 [API 参考](../api.md)。",
         "no_cost": "没有任何随包配置包含该层。",
+        "maps": "注意力图",
+        "maps_intro": "演示（demo）中微调后的 `yolov8n-{lower}.yaml`（随机种子 0）在一张演示验证集图片上的 "
+                      "`yolo-attn show` 结果（由 `bash scripts/main.sh` 之后运行 `python scripts/docs_pictures.py` "
+                      "生成；训练过的权重，一台机器上的一次运行）。该层位于 SPPF 之后，所以图是 P5 的网格；图下方的数字"
+                      "说明注意力图离均匀分布有多远、不同查询点的图相差多少（图中文字为英文）。",
+        "no_maps": "暂无图片：先带上该层运行演示（`bash scripts/main.sh`），再运行 "
+                   "`python scripts/docs_pictures.py`；也可以自己用 `yolo-attn show MODEL.pt IMAGE` 画出来。",
     },
 }
 
@@ -209,6 +224,18 @@ def config_rows(page: str, name: str) -> str:
     return "\n\n".join(out)
 
 
+PICTURES = DOCS / "assets" / "show"  # scripts/docs_pictures.py draws them from a demo run
+
+
+def maps_section(spec: LayerSpec, w: dict) -> list[str]:
+    """The attention-map picture of a layer page, when ``scripts/docs_pictures.py`` has drawn one, else how to."""
+    picture = PICTURES / f"{spec.name.lower()}.png"
+    if not picture.is_file():
+        return [w["no_maps"]]
+    return [w["maps_intro"].format(lower=spec.name.lower()), "",
+            f"![{spec.name}: yolo-attn show](../../assets/show/{picture.name})"]
+
+
 def layer_page(spec: LayerSpec, lang: str, placements_page: str = "") -> str:
     w = PAGE[lang]
     other = ", ".join(f"`{n}`" for n in (*spec.aliases, *spec.official)) or "-"
@@ -227,6 +254,7 @@ def layer_page(spec: LayerSpec, lang: str, placements_page: str = "") -> str:
         *([w["args_doc"], ""] if "args_doc" in w else []), *[f"- {part}" for part in _arg_parts(spec, lang)], "",
         f"## {w['defaults']}", "", w["defaults_intro"], "", defaults, "",
         f"## {w['cost']}", "", w["cost_intro"].format(name=spec.name), "", cost or w["no_cost"], "",
+        f"## {w['maps']}", "", *maps_section(spec, w), "",
         f"## {w['doc']}", "", w["doc_intro"], "", docstring_markdown(module_doc(spec)), "", w["api"], "",
     ]
     return "\n".join(parts)

@@ -25,7 +25,7 @@ from conftest import REDUCED_DEMO, bin_path
 from ultralytics import RTDETR, YOLO
 from yolo_attn.compare import (DeviceError, RunResult, Settings, _front, _stored, _timed, aggregate, compare,
                                curves_figure, epoch_means, ground_truth, latex, main, markdown, paired_interval,
-                               predictions_figure, resolve_device, speed, t_quantile)
+                               predictions_figure, resolve_device, results_figure, speed, t_quantile)
 from yolo_attn.adapter import build_model
 
 
@@ -73,6 +73,10 @@ def test_aggregate_pairs_by_seed_and_says_whether_a_difference_exceeds_the_noise
     up_line = next(ln for ln in md.splitlines() if ln.startswith("| up |"))
     assert "better, beyond noise / within noise" in up_line and f"+{up['d_map50']:.4f} [" in up_line
     assert "up & 102 & 1.500 &" in tex and "better, beyond noise / within noise" in tex and "$\\pm$" in tex
+    # two seeds: one degree of freedom; an interval that excludes 0 is said to decide little
+    two = aggregate([r for r in runs if r.seed < 2], ["base", "up", "down"])
+    assert two[1]["d_map50_verdict"] == "better, beyond noise (2 seeds: decides little)"
+    assert two[2]["d_map50_verdict"] == "worse, beyond noise (2 seeds: decides little)"
     single = aggregate([_run("base", 0, 0.5, 0.3), _run("up", 0, 0.6, 0.3)], ["base", "up"])
     assert single[1]["d_map50_verdict"] == "one seed: noise unknown"
 
@@ -385,6 +389,24 @@ def test_curves_draw_one_distinguishable_line_per_model_with_one_point_per_epoch
     empty = curves_figure([dataclasses.replace(_run("x", 0, 0.5, 0.3), loss=[])], ["x"], "t", epochs=2)
     assert not empty.legends and "no per-batch loss" in empty.axes[0].texts[0].get_text()
     plt.close(empty)
+
+
+def test_results_picture_names_models_in_a_legend_in_the_colours_of_the_curves():
+    runs = [_run(n, s, 0.5 + 0.01 * k, 0.3 + 0.001 * k) for k, n in enumerate(["base", "a", "b"]) for s in range(2)]
+    rows = aggregate(runs, ["base", "a", "b"])
+    fig = results_figure(rows, "t")
+    curves = curves_figure([dataclasses.replace(r, loss=[3.0, 2.0]) for r in runs], ["base", "a", "b"], "t", 1)
+    (legend,) = fig.legends
+    assert [t.get_text() for t in legend.get_texts()] == ["base", "a", "b"]  # not labels beside close points
+    assert not fig.axes[0].texts
+    points = [c for c in fig.axes[0].containers]  # one error bar per model, at its latency and mAP50-95
+    assert np.array([c.lines[0].get_xydata()[0] for c in points]) == pytest.approx(
+        np.array([(r["latency_ms"], r["map50_95"]) for r in rows]))
+    assert [(c.lines[0].get_color(), c.lines[0].get_marker()) for c in points] == [
+        (ln.get_color(), ln.get_marker()) for ln in curves.axes[0].lines]  # the same model looks the same in both
+    plt = __import__("matplotlib.pyplot").pyplot
+    plt.close(fig)
+    plt.close(curves)
 
 
 def test_ground_truth_reads_the_label_file_next_to_the_image(tmp_path):

@@ -85,13 +85,15 @@ def test_demo_table_csv_latex_and_pictures_agree_with_the_runs(reduced_demo):
     assert float(shsa["d_map50_95"]) == pytest.approx(mean, abs=1e-6)
     assert float(shsa["d_map50_95_lo"]) == pytest.approx(lo, abs=1e-5)
     assert float(shsa["d_map50_95_hi"]) == pytest.approx(hi, abs=1e-5)
-    words = "within noise" if lo <= 0 <= hi else ("better, beyond noise" if lo > 0 else "worse, beyond noise")
+    words = "within noise" if lo <= 0 <= hi else (("better" if lo > 0 else "worse")
+                                                  + ", beyond noise (2 seeds: decides little)")
     assert shsa["d_map50_95_verdict"] == words and words in md and rows["yolov8n"]["d_map50_95_verdict"] == "baseline"
     assert f"{mean:+.4f} [{lo:+.4f}, {hi:+.4f}]" in md
     # what was done is said, in the table file and the output
     assert "initialised from `yolov8n-shapes.pt`" in md and CAVEAT in md and CAVEAT in stdout
     assert made_by(json.loads(WEIGHTS.with_suffix(".json").read_text())) in md
     assert "one recipe for every model" in md and "\\begin{tabular}" in tex and "\\end{table}" in tex
+    assert "with 2 seeds the interval has one degree of freedom" in md  # the demo's two seeds decide little
     # one progress line per model, seed and epoch; no per-batch bars
     assert sum("epoch   1/1" in ln for ln in stdout.splitlines()) == 4
     assert "━" not in stdout and "it/s" not in stdout

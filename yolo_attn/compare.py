@@ -131,14 +131,21 @@ def paired_interval(diffs: list[float], level: float = 0.95) -> tuple[float, flo
     return mean, mean - half, mean + half
 
 
-def verdict(low: float, high: float) -> str:
-    """Words for a difference's 95 % interval."""
+WEAK_SEEDS = 2
+"""With this many seeds the t-interval has one degree of freedom: its width rests on the spread of two differences,
+which can be small by chance (the same demo gave FLA's Δ mAP50 [+0.0006, +0.0039] on one CPU and [−0.0006, +0.0050]
+on another), so an interval that excludes 0 is said to decide little."""
+
+
+def verdict(low: float, high: float, seeds: int = 3) -> str:
+    """Words for a difference's 95 % interval over ``seeds`` paired seeds."""
     if math.isnan(low):
         return "one seed: noise unknown"
+    weak = " (2 seeds: decides little)" if seeds <= WEAK_SEEDS else ""
     if low > 0:
-        return "better, beyond noise"
+        return "better, beyond noise" + weak
     if high < 0:
-        return "worse, beyond noise"
+        return "worse, beyond noise" + weak
     return "within noise"
 
 
@@ -165,7 +172,7 @@ def aggregate(runs: list[RunResult], names: list[str]) -> list[dict]:
             diffs = [getattr(r, key) - getattr(base[r.seed], key) for r in rs if r.seed in base]
             d, lo, hi = paired_interval(diffs) if diffs else (math.nan, math.nan, math.nan)
             row[f"d_{key}"], row[f"d_{key}_lo"], row[f"d_{key}_hi"] = d, lo, hi
-            row[f"d_{key}_verdict"] = "baseline" if name == names[0] else verdict(lo, hi)
+            row[f"d_{key}_verdict"] = "baseline" if name == names[0] else verdict(lo, hi, len(diffs))
         rows.append(row)
     return rows
 
@@ -476,26 +483,6 @@ def _pyplot():
     return plt
 
 
-def plot_results(rows: list[dict], path: Path, title: str) -> None:
-    """mAP50-95 against latency (on the device the rows were measured on), error bars = sd over seeds."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6, 4.2), dpi=120)
-    for k, r in enumerate(rows):
-        ax.errorbar(r["latency_ms"], r["map50_95"], xerr=r["latency_ms_sd"], yerr=r["map50_95_sd"], fmt="o",
-                    capsize=3, color="tab:gray" if k == 0 else f"C{k}")
-        ax.annotate(r["model"], (r["latency_ms"], r["map50_95"]), textcoords="offset points", xytext=(5, 5),
-                    fontsize=8)
-    ax.margins(x=0.3, y=0.3)
-    where = speed_device(rows)
-    ax.set_xlabel(f"latency{f' on {where}' if where else ''}, ms/img (batch 1)")
-    ax.set_ylabel("mAP50-95 (mean ± sd over seeds)")
-    ax.set_title(title, fontsize=9)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-
-
 STYLES = ("-", "--", "-.", ":")
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 
@@ -505,6 +492,34 @@ def _style(k: int) -> dict:
     printed in grey or for a colour-blind reader, in line style and marker."""
     return {"color": "dimgray" if k == 0 else f"C{(k - 1) % 10}", "ls": STYLES[k % len(STYLES)],
             "marker": MARKERS[k % len(MARKERS)]}
+
+
+def results_figure(rows: list[dict], title: str):
+    """The figure of :func:`plot_results`: mAP50-95 against latency (on the device the rows were measured on), error
+    bars = sd over seeds; each model in the colour and marker it has in ``curves.png``, named in the legend (labels
+    next to close points would overlap)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 4.6), dpi=120, layout="constrained")
+    for k, r in enumerate(rows):
+        style = _style(k)
+        ax.errorbar(r["latency_ms"], r["map50_95"], xerr=r["latency_ms_sd"], yerr=r["map50_95_sd"], ls="none",
+                    marker=style["marker"], color=style["color"], ms=6, capsize=3, label=r["model"])
+    ax.margins(x=0.3, y=0.3)
+    where = speed_device(rows)
+    ax.set_xlabel(f"latency{f' on {where}' if where else ''}, ms/img (batch 1)")
+    ax.set_ylabel("mAP50-95 (mean ± sd over seeds)")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    fig.legend(loc="outside lower center", ncol=min(len(rows), 5), fontsize=8, frameon=False)
+    return fig
+
+
+def plot_results(rows: list[dict], path: Path, title: str) -> None:
+    """mAP50-95 against latency of every model (:func:`results_figure`)."""
+    plt = _pyplot()
+    fig = results_figure(rows, title)
+    fig.savefig(path)
+    plt.close(fig)
 
 
 def epoch_means(loss: list[float], epochs: int) -> np.ndarray:
@@ -751,7 +766,10 @@ def compare(cfgs: list[str], data: str, *, epochs: int, imgsz: int, seeds: int, 
         f"model ({recipe}); {seeds} seed{'s' if seeds > 1 else ''} (mean ± sd over seeds); every model "
         f"{start}" + (f" (tensors transferred: {transferred})" if transferred else "") + ". "
         f"Baseline: {names[0]}. Δ = model − baseline, paired by seed, with a 95 % t-interval over the seed "
-        f"differences; 'within noise' when the interval contains 0. Latency (batch 1) and throughput (batch "
+        f"differences; 'within noise' when the interval contains 0"
+        + ("; with 2 seeds the interval has one degree of freedom and can be narrow by chance, so a 'beyond noise' "
+           "decides little: use 3 or more seeds to conclude" if seeds == WEAK_SEEDS else "")
+        + f". Latency (batch 1) and throughput (batch "
         f"{THROUGHPUT_BATCH}): fused, at {imgsz} px, measured on {measured_on}. Wall time {wall / 60:.1f} min"
         + (f" ({reused} of {len(runs)} runs reused)" if reused else "") + "."
     )
