@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # The README's test command: set up .venv, then run the whole test suite offline (slow tests included:
-# --runslow; plain `pytest` is the fast run). Installs what the suite needs on top of the demo's environment: the test
-# and deployment extras and the older Ultralytics releases of the contract tests (scripts/setup_env.sh test).
+# --runslow; plain `pytest` is the fast run), in parallel worker processes. Installs what the suite needs on top of
+# the demo's environment: the test, docs and deployment extras and the older Ultralytics releases of the contract
+# tests (scripts/setup_env.sh test).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup_env.sh test
 export YOLO_OFFLINE=1
-exec .venv/bin/python -m pytest -q --runslow "$@"
+# One worker process per core (pytest-xdist; tests/conftest.py gives each its share of the cores' threads); a test
+# goes to whichever worker is free. Whole suite on 2 cores: about 1.6x faster than one process.
+exec .venv/bin/python -m pytest -q --runslow -n auto --dist worksteal "$@"

@@ -13,6 +13,12 @@ from pathlib import Path
 os.environ.setdefault("YOLO_OFFLINE", "1")
 os.environ.setdefault("YOLO_CONFIG_DIR", tempfile.mkdtemp(prefix="yolo_attn_cfg_"))
 os.environ.setdefault("YOLO_AUTOINSTALL", "False")
+# Under pytest-xdist (scripts/test.sh runs the suite in worker processes) each worker, and every process it starts,
+# gets an equal share of the cores rather than all of them: OpenMP threads of several processes on the same cores
+# spin-wait and slow each other down. Set before torch is imported, which reads it for its thread pool.
+WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if WORKERS > 1:
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // WORKERS)))
 
 import numpy as np
 import pytest
