@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT
+from yolo_attn.layers.registry import builtin_specs
 
 LAYER_FILE = '''
 """Toy gate: ``x * sigmoid(BN(depthwise k×k conv(x)))``, a layer that exists only in this test."""
@@ -79,7 +80,7 @@ register_module(
     maps_per_query=False,
     tests=LayerTests(small=lambda: ToyGate(16, 3), int_args={"c1": 16, "k": 3},
                      bad_args=(({"c1": 16, "k": 4}, "k"),), folds=1, scale_robust=False),  # sigmoid saturates
-    order=50,
+    order=1000,  # after every shipped layer
     builtin=True,
 )
 '''
@@ -149,7 +150,7 @@ def test_one_new_file_makes_a_layer_everywhere(copy_with_layer):
     proc = run_in(copy_with_layer, "-c", CHECKS, str(copy_with_layer))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     lines = dict(line.split(" ", 1) for line in proc.stdout.splitlines() if " " in line)
-    assert lines["registry"] == "['CGA', 'FLA', 'LSKA', 'SHSA', 'ToyGate']"  # its declared order: after the others
+    assert lines["registry"] == str([*builtin_specs(), "ToyGate"])  # the shipped layers, then it: its declared order
     assert lines["layers-command"] == "True"
     assert lines["names"] == "1"
     assert lines["safe-global"] == "True"
