@@ -27,6 +27,7 @@ import sys
 from pathlib import Path
 
 from markers import replace_between
+from yolo_attn.layers.registry import builtin_specs
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "deploy_results.json"
@@ -66,9 +67,11 @@ def cell(fmt: str, row: dict | None) -> str:
 
 
 def layer_of(cfg: str) -> str:
+    """The layer a shipped config holds, as the registry spells it (``yolov8-simam.yaml`` -> SimAM)."""
     if cfg.startswith("rtdetr"):
         return "RT-DETR-l, every layer after AIFI"
-    return Path(cfg).stem.split("-", 1)[1].upper()
+    stem = Path(cfg).stem.split("-", 1)[1]
+    return {name.lower(): name for name in builtin_specs()}.get(stem, stem.upper())
 
 
 def table(results: dict) -> str:

@@ -163,6 +163,8 @@ PAGE = {  # words of the generated per-layer pages
                       "trained weights, one run on one machine). The layer sits after SPPF, so its map is the P5 "
                       "grid; the numbers under the picture say how far the maps are from uniform and how much they "
                       "differ between query points.",
+        "no_map": "{name} has no spatial map to draw: its weights depend on the channel only (one gate value per "
+                  "channel, the same at every position), so `yolo-attn show` skips it.",
         "no_maps": "No picture yet: run the demo with this layer (`bash scripts/main.sh`), then "
                    "`python scripts/docs_pictures.py`; or draw it yourself with `yolo-attn show MODEL.pt IMAGE`.",
     },
@@ -188,6 +190,8 @@ PAGE = {  # words of the generated per-layer pages
                       "`yolo-attn show` 结果（由 `bash scripts/main.sh` 之后运行 `python scripts/docs_pictures.py` "
                       "生成；训练过的权重，一台机器上的一次运行）。该层位于 SPPF 之后，所以图是 P5 的网格；图下方的数字"
                       "说明注意力图离均匀分布有多远、不同查询点的图相差多少（图中文字为英文）。",
+        "no_map": "{name} 没有可画的空间注意力图：它的权重只取决于通道（每个通道一个门控值，在所有位置上相同），"
+                  "所以 `yolo-attn show` 会跳过它。",
         "no_maps": "暂无图片：先带上该层运行演示（`bash scripts/main.sh`），再运行 "
                    "`python scripts/docs_pictures.py`；也可以自己用 `yolo-attn show MODEL.pt IMAGE` 画出来。",
     },
@@ -230,6 +234,8 @@ PICTURES = DOCS / "assets" / "show"  # scripts/docs_pictures.py draws them from 
 def maps_section(spec: LayerSpec, w: dict) -> list[str]:
     """The attention-map picture of a layer page, when ``scripts/docs_pictures.py`` has drawn one, else how to."""
     picture = PICTURES / f"{spec.name.lower()}.png"
+    if not callable(getattr(spec.cls, "attention_maps", None)):
+        return [w["no_map"].format(name=spec.name)]
     if not picture.is_file():
         return [w["no_maps"]]
     return [w["maps_intro"].format(lower=spec.name.lower()), "",

@@ -24,6 +24,10 @@ from yolo_attn.layers.cga import LocalWindowAttentionReference as LocalWindowAtt
 from yolo_attn.layers.fla import FocusedLinearAttentionReference
 from yolo_attn.layers.lska import LSKAReference as LSKA
 from yolo_attn.layers.shsa import SHSAReference as SHSA
+from yolo_attn.layers.se import SqueezeExcitationReference as SqueezeExcitation
+from yolo_attn.layers.eca import ECAReference as eca_layer
+from yolo_attn.layers.simam import SimAMReference as simam_module
+from yolo_attn.layers.coordatt import CoordAttReference as CoordAtt
 
 
 class FocusedLinearAttention(FocusedLinearAttentionReference):  # the official interface: tokens on a square grid

@@ -28,7 +28,10 @@ def in_channels(layer: torch.nn.Module) -> int:
         return layer.attn.qkv.in_features
     if isinstance(layer, SHSA):
         return layer.attn.proj[1].c.in_channels
-    raise TypeError(type(layer))
+    first = next((m for m in layer.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))), None)
+    if first is not None and getattr(first, "groups", 1) == 1:  # SE's fc1, CoordAtt's conv1: c1 in, from the weights
+        return first.weight.shape[1]
+    return layer.c1  # no 2-D weight to read it from (ECA's 1-D conv over channels, parameter-free SimAM)
 
 
 def channel_probe(model: torch.nn.Module, imgsz=(64, 96)) -> dict[int, int]:

@@ -41,7 +41,7 @@ def test_startup_hook_is_light_and_registers_lazily():
         "assert 'torch' not in sys.modules and 'yolo_attn' not in sys.modules, 'heavy import at start-up'\n"
         "assert any(type(f).__name__ == '_ImportHookFinder' for f in sys.meta_path)\n"
         "from ultralytics.nn import tasks\n"
-        "print(sorted(n for n in ('CGA', 'FLA', 'LSKA', 'SHSA') if n in vars(tasks)))\n"
+        f"print([n for n in {list(NAMES)!r} if n in vars(tasks)])\n"
         "import yolo_attn_autoload as a\n"
         "a.flush()\n"
         "assert not [n for n in a._hooks if n in sys.modules], 'hooks of imported modules still pending'\n"
@@ -163,7 +163,7 @@ for cfg, front in (({yolo!r}, YOLO), ({detr!r}, RTDETR)):
     rows = model.yaml["backbone"] + model.yaml["head"]
     got = {{}}
     for i, row in enumerate(rows):
-        if row[2] in ("CGA", "FLA", "LSKA", "SHSA"):
+        if row[2] in {names!r}:
             m = model.model[i]
             got[i] = [type(m).__name__, type(m).__module__, sum(p.numel() for p in m.parameters())]
     model.eval()
@@ -186,7 +186,8 @@ def test_registration_on_each_ultralytics_release(version, tmp_path):
     if version != "installed":
         env["PYTHONPATH"] = str(ultralytics_version_path(version))
         env["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"] = "1"
-    out = run_py(VERSION_CHECK.format(yolo=str(yolo_cfg), detr=str(detr_cfg)), env=env, cwd=tmp_path).stdout
+    out = run_py(VERSION_CHECK.format(yolo=str(yolo_cfg), detr=str(detr_cfg), names=NAMES), env=env,
+                 cwd=tmp_path).stdout
     res = json.loads(out.strip().splitlines()[-1])
     if version != "installed":
         assert res["version"] == version

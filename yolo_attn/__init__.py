@@ -1,8 +1,9 @@
 """yolo-attn: efficient attention layers as plain layer names in Ultralytics model YAMLs.
 
-``import yolo_attn`` makes ``CGA``, ``FLA``, ``LSKA`` and ``SHSA`` resolvable by Ultralytics' ``parse_model``
-(right away if Ultralytics is already imported, else the moment it is). With the package installed, the
-``yolo_attn.pth`` start-up hook does the same for the plain ``yolo`` command, with nothing imported by the user.
+``import yolo_attn`` makes every shipped layer (``CGA``, ``FLA``, ``LSKA``, ``SHSA``, ``SE``, ...) resolvable by
+Ultralytics' ``parse_model`` (right away if Ultralytics is already imported, else the moment it is). With the
+package installed, the ``yolo_attn.pth`` start-up hook does the same for the plain ``yolo`` command, with nothing
+imported by the user.
 
 Examples:
     >>> import yolo_attn
@@ -40,8 +41,12 @@ def __getattr__(name: str):
     """The package's exports and sub-modules, imported when first used (so ``yolo-attn --help`` needs no torch)."""
     if name in _SUBMODULES:
         return importlib.import_module(f"{__name__}.{name}")
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    if name not in _EXPORTS:  # every shipped layer class (a new layer file included), from the layers package
+        layers = importlib.import_module(".layers", __name__)
+        if name.startswith("_") or name not in layers.__all__:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        globals()[name] = value = getattr(layers, name)
+        return value
     value = getattr(importlib.import_module(_EXPORTS[name], __name__), name)
     globals()[name] = value
     return value
