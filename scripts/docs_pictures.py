@@ -74,7 +74,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {ASSETS / 'demo' / name}")
     layer_picture("x").parent.mkdir(parents=True, exist_ok=True)
     skipped = []
-    for name in builtin_specs():
+    for name, spec in builtin_specs().items():
+        if not callable(getattr(spec.cls, "attention_maps", None)):
+            continue  # a channel gate (SE, ECA): no spatial map; its page says so
         run = demo_run(demo, name)
         if run is None:
             skipped.append(name)

@@ -391,6 +391,14 @@ def test_curves_draw_one_distinguishable_line_per_model_with_one_point_per_epoch
     plt.close(empty)
 
 
+def test_model_styles_keep_grey_for_the_baseline_and_markers_apart():
+    from yolo_attn.compare import _style
+
+    styles = [_style(k) for k in range(12)]
+    assert styles[0]["color"] == "dimgray" and all(s["color"] not in ("dimgray", "C7") for s in styles[1:])
+    assert len({s["marker"] for s in styles}) == 12  # nine layers and a baseline (the demo): no marker repeats
+
+
 def test_results_picture_names_models_in_a_legend_in_the_colours_of_the_curves():
     runs = [_run(n, s, 0.5 + 0.01 * k, 0.3 + 0.001 * k) for k, n in enumerate(["base", "a", "b"]) for s in range(2)]
     rows = aggregate(runs, ["base", "a", "b"])

@@ -484,13 +484,15 @@ def _pyplot():
 
 
 STYLES = ("-", "--", "-.", ":")
-MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "h", "<", ">", "p")
+COLORS = ("C0", "C1", "C2", "C3", "C4", "C5", "C6", "C8", "C9")  # matplotlib's cycle without its grey (C7)
 
 
 def _style(k: int) -> dict:
-    """Colour, line style and marker of the ``k``-th model (0: the baseline, grey): distinguishable in colour and,
-    printed in grey or for a colour-blind reader, in line style and marker."""
-    return {"color": "dimgray" if k == 0 else f"C{(k - 1) % 10}", "ls": STYLES[k % len(STYLES)],
+    """Colour, line style and marker of the ``k``-th model (0: the baseline, the only grey one): distinguishable in
+    colour and, printed in grey or for a colour-blind reader, in line style and marker (12 models before a marker
+    repeats)."""
+    return {"color": "dimgray" if k == 0 else COLORS[(k - 1) % len(COLORS)], "ls": STYLES[k % len(STYLES)],
             "marker": MARKERS[k % len(MARKERS)]}
 
 

@@ -225,7 +225,8 @@ def figure(layer: dict, rgb, points=DEFAULT_POINTS, untrained_model: bool = Fals
     n = stats["n"]
     what = (f"attention weight of each position for the query\n(uniform over the map: 1/{n} = {1 / n:.3g})"
             if layer["query"] else "gate value of each position")
-    bar = fig.colorbar(im, ax=list(axes[0][1:]), shrink=0.85, pad=0.02, format="%.3g")
+    # the default tick formatter: enough digits (or an offset) for a narrow range such as a gate of 0.2482..0.2487
+    bar = fig.colorbar(im, ax=list(axes[0][1:]), shrink=0.85, pad=0.02)
     bar.set_label(what, fontsize=8)
     bar.ax.tick_params(labelsize=7)
     h, w = layer["shape"]
