@@ -6,10 +6,12 @@ Every error names the layer, the argument and the fix, so that a wrong row in a 
 
 from __future__ import annotations
 
+import math
 import numbers
 from typing import Any
 
-__all__ = ["LayerArgumentError", "check_int", "check_choice", "check_divisible", "check_odd_kernel"]
+__all__ = ["LayerArgumentError", "check_int", "check_positive_float", "check_choice", "check_divisible",
+           "check_odd_kernel"]
 
 
 class LayerArgumentError(ValueError):
@@ -30,6 +32,23 @@ def check_int(layer: str, name: str, value: Any, low: int | None = 1, high: int 
     if (low is not None and value < low) or (high is not None and value > high):
         bound = f">= {low}" if high is None else f"between {low} and {high}"
         raise LayerArgumentError(f"{layer}: {name} must be {bound}, got {value}.")
+    return value
+
+
+def check_positive_float(layer: str, name: str, value: Any) -> float:
+    """Return ``value`` as a float if it is a real number, finite and > 0, else raise naming ``layer`` and ``name``.
+
+    Integers are accepted (``1`` is the float 1.0); bools, strings and other types are refused, and so are 0,
+    negatives, NaN and infinities.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise LayerArgumentError(
+            f"{layer}: {name} must be a positive number, got {value!r} ({type(value).__name__}). "
+            f"Write it as a plain number in the YAML args, e.g. {name}=0.0001."
+        )
+    value = float(value)
+    if not math.isfinite(value) or value <= 0:
+        raise LayerArgumentError(f"{layer}: {name} must be a finite number > 0, got {value!r}; e.g. {name}=0.0001.")
     return value
 
 

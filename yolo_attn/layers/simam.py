@@ -44,36 +44,17 @@ as its one change (so parity is testable at 1×1); :func:`_official_simam` build
 
 from __future__ import annotations
 
-import math
 import numbers
-from typing import Any
 
 import torch
 from torch import nn
 
-from ._checks import LayerArgumentError, check_int
+from ._checks import check_int, check_positive_float
 from .registry import LayerTests, load_weights, register_module
 
-__all__ = ["SimAM", "SimAMReference", "check_positive_float"]
+__all__ = ["SimAM", "SimAMReference"]
 
 _HALF = (torch.float16, torch.bfloat16)
-
-
-def check_positive_float(layer: str, name: str, value: Any) -> float:
-    """Return ``value`` as a float if it is a real number, finite and > 0, else raise naming ``layer`` and ``name``.
-
-    Integers are accepted (``1`` is the float 1.0); bools, strings and other types are refused, and so are 0,
-    negatives, NaN and infinities.
-    """
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise LayerArgumentError(
-            f"{layer}: {name} must be a positive number, got {value!r} ({type(value).__name__}). "
-            f"Write it as a plain number in the YAML args, e.g. {name}=0.0001."
-        )
-    value = float(value)
-    if not math.isfinite(value) or value <= 0:
-        raise LayerArgumentError(f"{layer}: {name} must be a finite number > 0, got {value!r}; e.g. {name}=0.0001.")
-    return value
 
 
 def _dof(h, w):
