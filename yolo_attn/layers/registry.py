@@ -174,6 +174,9 @@ class LayerSpec:
             input (1, C, H, W) and query cells (row, column), it returns one H×W map per cell.
         maps_per_query: False for a layer whose attention does not depend on a query (a gate): its
             ``attention_maps`` returns a single map.
+        unsupported_formats: export formats (Ultralytics' ``format=`` names) whose runtime cannot run the layer,
+            each mapped to the reason naming the operator (``{"ncnn": "torch.topk (...)"}``): exporting a model
+            that holds the layer to such a format is refused with that reason before anything is written.
         tests: the per-layer tests' declarations (:class:`LayerTests`).
         order: position among the registered layers (``yolo-attn layers``, tables, error messages): ascending;
             layers without one follow in registration order.
@@ -197,6 +200,7 @@ class LayerSpec:
     official_module: Callable[[Any, nn.Module], nn.Module] | None = None
     maps_caption: str = ""
     maps_per_query: bool = True
+    unsupported_formats: Mapping[str, str] = field(default_factory=dict)
     tests: LayerTests = field(default_factory=LayerTests)
     order: float = float("inf")
     builtin: bool = False
@@ -272,7 +276,8 @@ def register_module(cls: type | None = None, *, name: str | None = None, channel
         aliases: further YAML names with the same arguments.
         **declared: further :class:`LayerSpec` fields (``pickled=(Inner,)``, ``defaults=``, ``plausible=``,
             ``official=``, ``official_code=``, ``paper=``, ``summary=``, ``reference=``, ``textbook_bytes=``,
-            ``official_module=``, ``maps_caption=``, ``maps_per_query=``, ``tests=``, ``order=``, ``builtin=``).
+            ``official_module=``, ``maps_caption=``, ``maps_per_query=``, ``unsupported_formats=``, ``tests=``, ``order=``,
+            ``builtin=``).
 
     Returns:
         ``cls`` unchanged (so the decorator leaves the class as it was).
