@@ -69,7 +69,10 @@ def test_top_level_help_and_light_helps_import_no_torch():
 
 def test_layers_says_what_each_argument_means(capsys):
     assert cli.main(["layers"]) == 0
-    out = capsys.readouterr().out
+    out, ultralytics = capsys.readouterr().out.split("\nUltralytics' own attention modules")
+    assert re.findall(r"^(Ultralytics\w+) \[", ultralytics, re.M) == [
+        "UltralyticsChannelAttention", "UltralyticsSpatialAttention", "UltralyticsCBAM"], ultralytics
+    assert "UltralyticsCBAM [kernel_size=7]  Ultralytics' CBAM" in ultralytics
     lska = r"^LSKA  \[k_size=7\]  registered\n(?:      .*\n)*      arguments:\n        k_size  \S"
     assert re.search(lska, out, re.M), out
     blocks = [b for b in re.split(r"^(?=\S)", out, flags=re.M) if b]

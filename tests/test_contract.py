@@ -129,6 +129,18 @@ small.eval()
 g_square, g_rect = torch_utils.get_flops(small, 64), torch_utils.get_flops(small, [64, 96])
 facts["10_get_flops"] = (isinstance(g_square, float) and 0 < g_square < g_rect
                          and list(inspect.signature(torch_utils.get_flops).parameters)[:2] == ["model", "imgsz"])
+from ultralytics.engine.exporter import Exporter
+facts["11_exporter_call_reads_args_format"] = (
+    list(inspect.signature(Exporter.__call__).parameters)[:2] == ["self", "model"]
+    and "self.args.format" in inspect.getsource(Exporter.__call__))
+from ultralytics.nn.modules import conv as uconv
+def params(cls):
+    return [(p.name, p.default) for p in list(inspect.signature(cls.__init__).parameters.values())[1:]]
+facts["12_attention_modules_in_conv"] = (
+    [n for n, _ in params(uconv.ChannelAttention)] == ["channels"]
+    and params(uconv.SpatialAttention) == [("kernel_size", 7)]
+    and params(uconv.CBAM) == [("c1", inspect.Parameter.empty), ("kernel_size", 7)])
+facts["12_cbam_is_no_yaml_name"] = not any(n in vars(tasks) for n in ("CBAM", "ChannelAttention", "SpatialAttention"))
 # last: rebinding parse_model's c2 from the layer's constructor (our _set_local; importing it registers yolo_attn)
 d["backbone"][3] = [0, 1, "Probe", ["out"]]
 model = tasks.DetectionModel(d, verbose=False)
@@ -144,6 +156,7 @@ FACTS = [
     "6_predictor_pre_transform", "7_load_fuse_safe_load", "7_torch_safe_load_weight_first", "7_task_and_model_classes",
     "7_handmade_checkpoint_loads", "8_select_device", "8_dataset_and_image_formats", "8_trainer_state", "8_logger",
     "8_loss_outside_a_trainer", "8_cli_entrypoint", "9_stock_model_yamls", "10_get_flops",
+    "11_exporter_call_reads_args_format", "12_attention_modules_in_conv", "12_cbam_is_no_yaml_name",
 ]
 _cache: dict[str, dict] = {}
 

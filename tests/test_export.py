@@ -267,3 +267,40 @@ def test_yolo_export_from_yaml_and_predict_with_the_onnx_file(tmp_path, shapes_d
                           capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
     assert pred.returncode == 0, (pred.stdout + pred.stderr)[-4000:]
     assert len(list((tmp_path / "p").glob("*.jpg"))) == 8, (pred.stdout + pred.stderr)[-2000:]
+
+
+class RoutedGate(torch.nn.Module):
+    """A gate whose runtime support is declared: format=ncnn cannot run it (as BRA's top-k routing)."""
+
+    def __init__(self, c1: int):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.ones(c1, 1, 1))
+
+    def forward(self, x):
+        return x * self.w
+
+
+def test_export_to_a_format_a_layer_cannot_run_is_refused_before_writing(tmp_path):
+    """``unsupported_formats`` of a layer's spec: ``YOLO.export(format=...)`` raises naming the model layer, the
+    layer, the format and the declared operator, before the exporter writes anything; other formats are not
+    touched."""
+    from yolo_attn.adapter import UnsupportedExportError, build_model, save_checkpoint
+    from yolo_attn.adapter.exporting import unsupported_layers
+    from yolo_attn.configs import insert_rows
+    from yolo_attn.layers.registry import register_module, unregister
+
+    register_module(RoutedGate, unsupported_formats={"ncnn": "torch.topk (the routing) is no NCNN layer"})
+    try:
+        d = insert_rows({"nc": 2, "backbone": [[-1, 1, "Conv", [16, 3, 2]], [-1, 1, "Conv", [32, 3, 2]]],
+                         "head": [[[-1], 1, "Detect", ["nc"]]]}, "RoutedGate", 1)
+        model = build_model(d)
+        assert unsupported_layers(model, "onnx") == [] and unsupported_layers(model, "NCNN") == [
+            "model layer 2 (RoutedGate): torch.topk (the routing) is no NCNN layer"]
+        save_checkpoint(model, tmp_path / "routed.pt")
+        before = set(tmp_path.rglob("*"))
+        with pytest.raises(UnsupportedExportError, match=r"format=ncnn cannot run this model: model layer 2 "
+                           r"\(RoutedGate\): torch\.topk \(the routing\) is no NCNN layer\. Export to a format"):
+            YOLO(str(tmp_path / "routed.pt")).export(format="ncnn", imgsz=64)
+        assert set(tmp_path.rglob("*")) == before
+    finally:
+        unregister("RoutedGate")

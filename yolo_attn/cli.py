@@ -128,6 +128,7 @@ def _layers(argv: list[str]) -> int:
     ap.add_argument("names", nargs="*", metavar="NAME", help="only these layers (names or aliases; default: all)")
     args = ap.parse_args(argv)
     from . import REGISTRY, register
+    from .adapter.ultralytics_layers import ULTRALYTICS_SPECS
     from .layers.registry import find
 
     names = register()
@@ -153,6 +154,11 @@ def _layers(argv: list[str]) -> int:
         for n, text in rows:
             print(textwrap.fill(text, 118, initial_indent=f"        {n:{width}s}  ",
                                 subsequent_indent=" " * (10 + width)))
+    if not args.names:
+        print("\nUltralytics' own attention modules, by name with the input channels filled in (Ultralytics' classes, "
+              "not the papers'):")
+        for spec in ULTRALYTICS_SPECS:
+            print(f"{spec.name} [{_signature(spec)}]  {spec.summary}")
     return 0
 
 

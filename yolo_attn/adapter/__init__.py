@@ -12,6 +12,8 @@ Layout (dependencies point one way: ``yolo_attn.layers`` → this adapter → th
 * ``square.py`` — square inputs for layers that need them (6);
 * ``models.py`` — building a model and choosing its class from the head; fusing (7);
 * ``training.py`` — devices, datasets, a trainer's state, as the tools read them (8);
+* ``exporting.py`` — exports to a format a layer's runtime cannot run, refused naming the layer (11);
+* ``ultralytics_layers.py`` — Ultralytics' own attention modules by YAML name, channels filled in (12);
 * ``console.py`` — yolo_attn's errors under the ``yolo`` command: the message first;
 * ``install.py`` — :func:`register`: all of the above installed; the features' hooks are its arguments.
 
@@ -65,6 +67,11 @@ Facts relied on (see also ``yolo_attn_autoload.py`` for the start-up hook):
 9. The installed Ultralytics ships its model YAMLs under ``ultralytics/cfg/models/**``.
 10. ``ultralytics.utils.torch_utils.get_flops(model, imgsz)`` (the GFLOPs of its model summary, thop) takes an int
     or ``[H, W]`` and returns GFLOPs, 0 when it cannot profile (:func:`summary_flops`, shown by ``yolo-attn check``).
+11. Every export goes through ``ultralytics.engine.exporter.Exporter.__call__(self, model)``, which reads the format
+    from ``self.args.format``; wrapping it there refuses a format before anything is written.
+12. ``ultralytics.nn.modules.conv`` defines ``ChannelAttention(channels)``, ``SpatialAttention(kernel_size=7)`` and
+    ``CBAM(c1, kernel_size=7)``, and none of the three is a name in the ``tasks`` namespace (no YAML reaches them,
+    and yolo_attn's ``CBAM`` is not shadowed).
 """
 
 from __future__ import annotations
@@ -73,6 +80,7 @@ from .checkpoints import (SAFE_GLOBALS, CheckpointImportError, add_load_aligner,
                           safe_globals, save_checkpoint)
 from .config_files import add_config_resolver, guess_scale, load_config, stock_config_files
 from .console import TRACEBACK_ENV
+from .exporting import UnsupportedExportError
 from .install import register
 from .models import build_model, front_end, is_rtdetr, model_class, summary_flops
 from .parse import DeclaredImportError, UnknownLayerError
@@ -84,7 +92,8 @@ from .versions import CHECKED_VERSIONS, IntegrationError
 __all__ = [
     "register", "registered", "build_model", "model_class", "front_end", "is_rtdetr", "summary_flops",
     "CHECKED_VERSIONS",
-    "UnknownLayerError", "IntegrationError", "CheckpointImportError", "DeclaredImportError", "SAFE_GLOBALS", "safe_globals",
+    "UnknownLayerError", "IntegrationError", "CheckpointImportError", "DeclaredImportError", "UnsupportedExportError",
+    "SAFE_GLOBALS", "safe_globals",
     "add_config_resolver", "add_load_aligner", "square_layers", "load_config", "guess_scale", "stock_config_files",
     "load_checkpoint", "checkpoint_model", "save_checkpoint", "log", "quiet", "TRACEBACK_ENV",
 ]

@@ -18,10 +18,12 @@ from ..layers.registry import REGISTRY, discover, subscribe
 from .checkpoints import add_load_aligner, allow, wrap_load, wrap_torch_safe_load
 from .config_files import add_config_resolver, wrap_yaml_model_load
 from .console import install_error_display
+from .exporting import EXPORTER_MODULE, wrap_exporter
 from .models import wrap_fuse
 from .parse import wrap_parse_model
 from .rows import install_layer, registered
 from .square import SQUARE_PATCHES
+from .ultralytics_layers import ULTRALYTICS_SPECS
 
 __all__ = ["register"]
 
@@ -64,6 +66,9 @@ def register(config_resolvers: Iterable[Callable[[str], dict | None]] = (),
         wrap_torch_safe_load(tasks)
         for module, patch in SQUARE_PATCHES.items():
             _autoload.when_imported(module, patch)
+        _autoload.when_imported(EXPORTER_MODULE, wrap_exporter)
+        for spec in ULTRALYTICS_SPECS:
+            install_layer(tasks, spec)
         global _subscribed
         if not _subscribed:
             _subscribed = True

@@ -276,7 +276,8 @@ def register_module(cls: type | None = None, *, name: str | None = None, channel
         aliases: further YAML names with the same arguments.
         **declared: further :class:`LayerSpec` fields (``pickled=(Inner,)``, ``defaults=``, ``plausible=``,
             ``official=``, ``official_code=``, ``paper=``, ``summary=``, ``reference=``, ``textbook_bytes=``,
-            ``official_module=``, ``maps_caption=``, ``maps_per_query=``, ``unsupported_formats=``, ``tests=``, ``order=``,
+            ``official_module=``, ``maps_caption=``, ``maps_per_query=``, ``unsupported_formats=``, ``tests=``,
+            ``order=``,
             ``builtin=``).
 
     Returns:
