@@ -277,8 +277,7 @@ def register_module(cls: type | None = None, *, name: str | None = None, channel
         **declared: further :class:`LayerSpec` fields (``pickled=(Inner,)``, ``defaults=``, ``plausible=``,
             ``official=``, ``official_code=``, ``paper=``, ``summary=``, ``reference=``, ``textbook_bytes=``,
             ``official_module=``, ``maps_caption=``, ``maps_per_query=``, ``unsupported_formats=``, ``tests=``,
-            ``order=``,
-            ``builtin=``).
+            ``order=``, ``builtin=``).
 
     Returns:
         ``cls`` unchanged (so the decorator leaves the class as it was).
