@@ -14,7 +14,9 @@ the tests did not reach shows "not measured".
 
 The RT-DETR column (``rtdetr-l-attn.yaml``: RT-DETR-l with every registered layer after AIFI) shows the largest
 difference of matched output rows (normalised boxes and scores, 0..1) instead; where stock RT-DETR itself does not
-run in a format, the tests record why (``unsupported``) and the cell says so, with the reason under the table.
+run in a format, the tests record why (``unsupported``) and the cell says so, with the reason under the table. A
+layer that declares a format unsupported (``unsupported_formats``) shows "refused at export", with the declared
+operator and the runtime's own error on the files exported with the refusal bypassed under the table.
 """
 
 from __future__ import annotations
@@ -53,6 +55,8 @@ def _err(x: float) -> str:
 def cell(fmt: str, row: dict | None) -> str:
     if row and row.get("unsupported"):
         return "stock RT-DETR fails too ¹"
+    if row and row.get("refused"):
+        return "refused at export ²"
     if not row or not row.get("exported"):
         return "not measured" if not row else "export fails"
     if fmt == "coreml":
@@ -88,6 +92,12 @@ def table(results: dict) -> str:
                     for r in results.get(key, {}).values() if r.get("unsupported")})
     if notes:
         lines += ["", "¹ " + "; ".join(notes) + "."]
+    refused = sorted({f"{layer_of(c)} in {label.split(' (')[0]}: {r['refused']} (exported anyway, the runtime "
+                      f"fails: `{r.get('runtime_error', '?')}`)" for key, label, _ in FORMATS
+                      for c, r in results.get(key, {}).items() if r.get("refused")})
+    if refused:
+        lines += ["", "² the layer declares the format unsupported, and `yolo export` stops with that reason before "
+                  "writing a file: " + "; ".join(refused) + "."]
     return "\n".join(lines)
 
 

@@ -28,6 +28,12 @@ from yolo_attn.layers.se import SqueezeExcitationReference as SqueezeExcitation
 from yolo_attn.layers.eca import ECAReference as eca_layer
 from yolo_attn.layers.simam import SimAMReference as simam_module
 from yolo_attn.layers.coordatt import CoordAttReference as CoordAtt
+from yolo_attn.layers.ema import EMAReference as EMA
+from yolo_attn.layers.triplet import TripletAttentionReference as TripletAttention
+from yolo_attn.layers.lskblock import LSKblockReference as LSKblock
+from yolo_attn.layers.irmb import iRMBReference as iRMB
+from yolo_attn.layers.cbam import CBAMReference as CBAM
+from yolo_attn.layers.bra import BiLevelRoutingAttentionReference as BiLevelRoutingAttention
 
 
 class FocusedLinearAttention(FocusedLinearAttentionReference):  # the official interface: tokens on a square grid

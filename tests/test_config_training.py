@@ -11,7 +11,8 @@ import pytest
 
 from conftest import bin_path
 
-RUNS = [  # every layer once, every family (YOLOv8, YOLO11, RT-DETR) and every placement at least once
+RUNS = [  # real `yolo train` runs: every family (YOLOv8, YOLO11, RT-DETR) and placement at least once (every layer is
+    # built and run in every family and placement by tests/test_coverage.py)
     ("yolov8n-lska-backbone.yaml", "LSKA", 2),
     ("yolov8n-fla-neck.yaml", "FLA", 3),
     ("yolo11n-cga.yaml", "CGA", 1),

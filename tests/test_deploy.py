@@ -33,6 +33,11 @@ and ``pnnx.Expression`` as layers ncnn does not have, and loading fails (``layer
 registered``); a test checks that this still holds for the stock model (it fails once NCNN can, and ours belongs
 in the test then).
 
+A layer that declares a format unsupported (``unsupported_formats``, e.g. BRA's top-k routing in NCNN) is checked
+the other way round for that format: the export is refused before anything is written, with the layer and the
+declared operator in the message, and the declaration is verified — exported with the refusal bypassed, the runtime
+fails on the files (the test fails once the runtime can run the layer; the declaration goes then).
+
 ``YOLO_ATTN_DEPLOY_RESULTS=<file.json>`` makes the tests record what they measured (format × layer: exported, runs,
 errors, runtime version) there; ``scripts/deploy_table.py`` turns that into the docs' deployment table.
 """
@@ -41,6 +46,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -53,10 +59,12 @@ from conftest import (BUILTIN, NAMES, bin_path, detr_rows_error, front, make_lay
                       rel, rel_err, scaled_copy)
 
 import yolo_attn  # noqa: F401  (registers the layers in this process)
-from yolo_attn.layers import fuse_layers
+from yolo_attn.adapter import UnsupportedExportError
+from yolo_attn.layers import REGISTRY, fuse_layers
 
 IMGSZ = 320
-CASES = [f"yolov8-{name.lower()}.yaml" for name in BUILTIN]  # one after-SPPF YOLOv8n config per layer
+LAYER_OF = {f"yolov8-{name.lower()}.yaml": name for name in BUILTIN}  # one after-SPPF YOLOv8n config per layer
+CASES = list(LAYER_OF)
 DETR_CFG, DETR_IMGSZ = "rtdetr-l-attn.yaml", 160
 DETR_FORMATS = ["torchscript", "onnx", "openvino", "litert"]  # those that run stock RT-DETR (see the top)
 TOL = {"torchscript": 1e-4, "onnx": 1e-4, "ncnn": 1e-3, "openvino": 1e-3, "litert": 1e-3}
@@ -206,6 +214,10 @@ def export(ckpt: dict, fmt: str, imgsz: int = IMGSZ, **kwargs) -> str:
                                  # LiteRT through litert-torch (torch.export: the eager form of each layer is converted)
                                  pytest.param("litert", marks=pytest.mark.slow)])
 def test_runtime_matches_pytorch_without_the_plugin(checkpoint, fmt):
+    layer = LAYER_OF[checkpoint["cfg"]]
+    if fmt in REGISTRY[layer].unsupported_formats:
+        check_refused(checkpoint, fmt, layer)
+        return
     path = export(checkpoint, fmt)
     got, version = run_runtime(fmt, path, checkpoint["x"], checkpoint["work"], predict=fmt != "litert")
     errs = head_errors(got, checkpoint["y"])
@@ -222,6 +234,34 @@ def test_runtime_matches_pytorch_without_the_plugin(checkpoint, fmt):
                               capture_output=True, text=True, env=env, timeout=300)
         assert pred.returncode == 0, (pred.stdout + pred.stderr)[-4000:]
         assert (checkpoint["work"] / "ncnn_pred" / "img.jpg").is_file(), (pred.stdout + pred.stderr)[-2000:]
+
+
+def check_refused(ckpt: dict, fmt: str, layer: str) -> None:
+    """A layer that declares ``fmt`` unsupported: the export is refused, naming the layer and the declared reason,
+    before anything is written; and the declaration still holds — exported with the refusal bypassed, the runtime
+    fails (this test fails once the runtime can run the layer: then the declaration goes)."""
+    from ultralytics.engine import exporter
+
+    reason = REGISTRY[layer].unsupported_formats[fmt]
+    model = front(ckpt["cfg"])(str(ckpt["pt"]))
+    before = set(ckpt["work"].rglob("*"))
+    with pytest.raises(UnsupportedExportError) as e:
+        model.export(format=fmt, imgsz=IMGSZ)
+    assert f"format={fmt} cannot run this model" in str(e.value) and f"({layer}): {reason}" in str(e.value)
+    assert set(ckpt["work"].rglob("*")) == before, "the refused export wrote files"
+    wrapped = exporter.Exporter.__call__
+    exporter.Exporter.__call__ = wrapped.__wrapped__  # the exporter as Ultralytics ships it
+    try:
+        path = model.export(format=fmt, imgsz=IMGSZ)
+        with pytest.raises(AssertionError) as failed:  # the runtime fails or crashes on the exported files
+            run_runtime(fmt, path, ckpt["x"], ckpt["work"], predict=False)
+    finally:
+        exporter.Exporter.__call__ = wrapped
+    text = str(failed.value)
+    missing = sorted(set(re.findall(r"layer \S+ not exists or registered", text)))  # ncnn's load error per layer
+    why = "; ".join(missing) or next((line for line in reversed(text.splitlines()) if "Error" in line), text)[:300]
+    record(fmt, ckpt["cfg"], exported=False, runs=False, refused=reason, runtime_error=why)
+    print(fmt, ckpt["cfg"], "refused; unguarded export fails in the runtime:", why)
 
 
 @pytest.mark.slow

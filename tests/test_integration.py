@@ -28,8 +28,13 @@ def in_channels(layer: torch.nn.Module) -> int:
         return layer.attn.qkv.in_features
     if isinstance(layer, SHSA):
         return layer.attn.proj[1].c.in_channels
-    first = next((m for m in layer.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))), None)
-    if first is not None and getattr(first, "groups", 1) == 1:  # SE's fc1, CoordAtt's conv1: c1 in, from the weights
+    if type(layer).__name__ == "EMA":  # factor groups share convolutions of c1 / factor channels
+        return layer.groups * layer.conv1x1.in_channels
+    if type(layer).__name__ == "TripletAttention":  # its convolutions see 2 pooled maps whatever c1 is
+        return layer.c1
+    first = next((m for m in layer.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))
+                  and getattr(m, "groups", 1) == 1), None)  # depthwise ones (LSKBlock's conv0) say nothing
+    if first is not None:  # SE's fc1, CoordAtt's conv1, CBAM's MLP, LSKBlock's conv1, iRMB's qk, BRA's qkv
         return first.weight.shape[1]
     return layer.c1  # no 2-D weight to read it from (ECA's 1-D conv over channels, parameter-free SimAM)
 

@@ -370,11 +370,26 @@ def test_any_size_forward_backward(layer, mode):
 
 
 @pytest.mark.parametrize("layer", NAMES, indirect=True)
-def test_batch_of_one_eval(layer):
-    x = torch.randn(1, 16, 5, 11)
+@pytest.mark.parametrize("size", [(5, 11), (1, 1)])
+def test_batch_of_one_eval(layer, size):
+    """One image, also a 1×1 map (a 64-px image at P6): a GroupNorm over one value per channel is refused by torch
+    for a batch of one, so a layer must not hand it one."""
+    x = torch.randn(1, 16, *size)
     with torch.no_grad():
         y = layer(x)
     assert y.shape == x.shape and torch.isfinite(y).all()
+
+
+@pytest.mark.parametrize("layer", NAMES, indirect=True)
+@pytest.mark.parametrize("size", [(5, 11), (1, 1), (7, 7)])
+def test_channels_last_input_gives_the_same_output(layer, size):
+    """A channels-last map (what a convolution returns for channels-last or 1×1 inputs) is no error and no other
+    result: no ``view`` that assumes contiguous strides."""
+    x = torch.randn(2, 16, *size, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        want = layer(x.contiguous())
+        got = layer(x.contiguous(memory_format=torch.channels_last))
+    assert torch.allclose(got, want, rtol=1e-5, atol=1e-6), (got - want).abs().max()
 
 
 # ----------------------------------------------------------------------------------------------------------------------

@@ -50,6 +50,17 @@ def test_every_builtin_layer_with_maps_draws_them_and_the_others_are_not_drawn()
             assert drawable(spec.small()) is None and not spec.maps_caption, name
 
 
+def test_a_layer_configured_without_a_spatial_map_is_not_drawn():
+    """CBAM(no_spatial=True) gates channels only: show skips it (its attention_maps says why when called)."""
+    spatial, channels_only = REGISTRY["CBAM"].cls(16), REGISTRY["CBAM"].cls(16, no_spatial=True)
+    assert drawable(spatial) is REGISTRY["CBAM"] and drawable(channels_only) is None
+    with pytest.raises(ValueError, match="no spatial map"):
+        channels_only.attention_maps(torch.randn(1, 16, 4, 4), [(0, 0)])
+    x = torch.randn(1, 16, 6, 6)
+    drawn = attention_maps(torch.nn.Sequential(channels_only, spatial), x, [(0.5, 0.5)])
+    assert [(d["name"], len(d["maps"])) for d in drawn] == [("CBAM", 1)]  # the spatial one only
+
+
 @pytest.mark.parametrize("name", [n for n in NAMES if callable(getattr(REGISTRY[n].cls, "attention_maps", None))])
 @torch.no_grad()
 def test_every_drawing_layer_gives_one_finite_map_per_query(name):

@@ -10,7 +10,7 @@ import math
 import numbers
 from typing import Any
 
-__all__ = ["LayerArgumentError", "check_int", "check_positive_float", "check_choice", "check_divisible",
+__all__ = ["LayerArgumentError", "check_int", "check_positive_float", "check_bool", "check_choice", "check_divisible",
            "check_odd_kernel"]
 
 
@@ -49,6 +49,14 @@ def check_positive_float(layer: str, name: str, value: Any) -> float:
     value = float(value)
     if not math.isfinite(value) or value <= 0:
         raise LayerArgumentError(f"{layer}: {name} must be a finite number > 0, got {value!r}; e.g. {name}=0.0001.")
+    return value
+
+
+def check_bool(layer: str, name: str, value: Any) -> bool:
+    """Return ``value`` if it is a bool (``true``/``false`` in a YAML), else raise naming ``layer`` and ``name``; 1, 0
+    and strings are refused: a number where a switch belongs is almost always a misplaced argument."""
+    if not isinstance(value, bool):
+        raise LayerArgumentError(f"{layer}: {name} must be True or False, got {value!r} ({type(value).__name__}).")
     return value
 
 

@@ -128,6 +128,9 @@ class LayerTests:
         folds: how many BatchNorms/affines ``fuse_layers`` folds in ``small()``; None: one per ``ConvBN``.
         scale_robust: half precision stays close to fp32 on inputs ×100 too; False where the math is ill-conditioned
             there (a softmax of unnormalised inputs saturates): only finite outputs are required then.
+        flips: for a layer that makes a discrete choice rounding can flip (top-k routing): the largest fraction of
+            output positions that may differ from fp32 beyond the half-precision tolerance (each flipped choice
+            changes the positions that depend on it); 0: none (every position within tolerance).
     """
 
     small: Callable[[], nn.Module] | None = None
@@ -137,6 +140,7 @@ class LayerTests:
     bad_args: tuple[tuple[Mapping[str, Any], str], ...] = ()
     folds: int | None = None
     scale_robust: bool = True
+    flips: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -171,7 +175,8 @@ class LayerSpec:
             returns B×C×H×W like ``layer`` (our residual included). ``layer`` is unfused. ``yolo-attn bench
             --official FILE`` times it as the *official* variant; None: no official counterpart.
         maps_caption: what the layer's ``attention_maps(x, cells)`` method draws (``yolo-attn show``): given its
-            input (1, C, H, W) and query cells (row, column), it returns one H×W map per cell.
+            input (1, C, H, W) and query cells (row, column), it returns one H×W map per cell. An instance whose
+            configuration has no spatial map (``CBAM(no_spatial=True)``) has ``has_maps == False``: not drawn.
         maps_per_query: False for a layer whose attention does not depend on a query (a gate): its
             ``attention_maps`` returns a single map.
         unsupported_formats: export formats (Ultralytics' ``format=`` names) whose runtime cannot run the layer,
