@@ -52,9 +52,11 @@ def _cell(h: int, w: int, point: tuple[float, float]) -> tuple[int, int]:
 
 def drawable(module: torch.nn.Module) -> LayerSpec | None:
     """The registered spec of ``module`` when it is a registered layer that draws its attention maps (it has an
-    ``attention_maps(x, cells)`` method, see :class:`~yolo_attn.layers.registry.LayerSpec`), else None."""
+    ``attention_maps(x, cells)`` method, see :class:`~yolo_attn.layers.registry.LayerSpec`, and this instance has a
+    map: ``has_maps`` is not False), else None."""
     spec = next((s for s in REGISTRY.values() if type(module) is s.cls), None)
-    return spec if spec is not None and callable(getattr(module, "attention_maps", None)) else None
+    ok = callable(getattr(module, "attention_maps", None)) and getattr(module, "has_maps", True)
+    return spec if spec is not None and ok else None
 
 
 def attention_maps(model: torch.nn.Module, x: torch.Tensor, points=DEFAULT_POINTS) -> list[dict]:
