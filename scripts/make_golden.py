@@ -10,6 +10,10 @@ Models: a narrow YOLOv8 with CGA, FLA, LSKA and SHSA stacked after SPPF, and a s
 the four layers in its neck. Run once per release, from the repository root, and commit the result:
 
     .venv/bin/python scripts/make_golden.py
+
+``--library`` adds one checkpoint to the current version's folder, leaving the others as they are:
+``yolov8-library.pt``, the same narrow YOLOv8 with every other shipped layer (the attention library) stacked after
+SPPF at its defaults; its record lists the layers it holds.
 """
 
 from __future__ import annotations
@@ -27,19 +31,25 @@ import torch
 import yolo_attn
 from yolo_attn.configs import find_after_sppf, insert_rows, load_base
 from yolo_attn.data import make_shapes
+from yolo_attn.layers import builtin_specs
 
 ROOT = Path(__file__).resolve().parents[1]
 IMGSZ = 64
 LAYERS = ("CGA", "FLA", "LSKA", "SHSA")
 
 
-def yolo_cfg() -> dict:
+def yolo_cfg(layers=LAYERS) -> dict:
     d = load_base("yolov8.yaml")
     d["scales"] = {"n": [0.33, 0.125, 1024]}  # P5 = 128 channels: a checkpoint of a few hundred kB
     p = find_after_sppf(d)
-    for name in reversed(LAYERS):
+    for name in reversed(layers):
         d = insert_rows(d, name, p, {"FLA": [4, 2], "CGA": [4, 8, 2, 3]}.get(name, []))
     return d
+
+
+def library() -> tuple[str, ...]:
+    """Every shipped layer but the first four, in registry order."""
+    return tuple(name for name in builtin_specs() if name not in LAYERS)
 
 
 def rtdetr_cfg() -> dict:
@@ -91,17 +101,24 @@ def make(name: str, cfg: dict, model_cls, data: str, out: Path) -> dict:
     return {"input": x, "output": y.clone()}
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     from ultralytics import RTDETR, YOLO
 
+    extend = "--library" in (sys.argv[1:] if argv is None else argv)
+    record = ROOT / "tests" / "golden" / yolo_attn.__version__ / "outputs.pt"
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
         data = str(make_shapes(out / "data", train=8, val=4, imgsz=IMGSZ, seed=0))
-        outputs = {
-            "yolov8-all4": make("yolov8-all4", yolo_cfg(), YOLO, data, out),
-            "rtdetr-all4": make("rtdetr-all4", rtdetr_cfg(), RTDETR, data, out),
-        }
-    torch.save(outputs, ROOT / "tests" / "golden" / yolo_attn.__version__ / "outputs.pt")
+        if extend:  # one more checkpoint; the records of the others stay as they were made
+            outputs = torch.load(record, weights_only=True)
+            outputs["yolov8-library"] = {**make("yolov8-library", yolo_cfg(library()), YOLO, data, out),
+                                         "layers": list(library())}
+        else:
+            outputs = {
+                "yolov8-all4": make("yolov8-all4", yolo_cfg(), YOLO, data, out),
+                "rtdetr-all4": make("rtdetr-all4", rtdetr_cfg(), RTDETR, data, out),
+            }
+    torch.save(outputs, record)
     return 0
 
 

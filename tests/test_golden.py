@@ -1,7 +1,8 @@
 """Checkpoints are forever: ``best.pt`` files written by earlier releases load and give the outputs they gave then.
 
 ``tests/golden/<version>/`` holds checkpoints made by ``scripts/make_golden.py`` with that release (a YOLOv8 with all
-four layers after SPPF and a small RT-DETR with the four layers in its neck, weights seeded at random) and the raw
+four layers after SPPF and a small RT-DETR with the four layers in its neck, weights seeded at random; from 0.2.0.dev0
+also ``yolov8-library``, the attention library's layers after SPPF) and the raw
 eval-mode outputs that release computed for a seeded input. Each is loaded in a fresh interpreter, as a user's
 ``yolo predict model=best.pt`` would, plainly and with Ultralytics' restricted loading (``ULTRALYTICS_SAFE_LOAD=1``).
 """
@@ -30,13 +31,16 @@ y = y[0] if isinstance(y, (tuple, list)) else y
 ref = rec["output"]
 err = float((y.double() - ref.double()).abs().max() / ref.double().abs().max())
 layers = sorted({type(m).__name__ for m in model.modules() if type(m).__module__.startswith("yolo_attn")})
-print(json.dumps({"shape": list(y.shape), "ref_shape": list(ref.shape), "rel_err": err, "layers": layers}))
+held = rec.get("layers", ["CGA", "FLA", "LSKA", "SHSA"])  # the all4 records predate the list
+print(json.dumps({"shape": list(y.shape), "ref_shape": list(ref.shape), "rel_err": err, "layers": layers,
+                  "held": held}))
 """
 
 
 def test_golden_checkpoints_exist():
     assert {"0.1.0", "0.2.0.dev0"} <= {v for v, _ in CASES}  # 0.2.0.dev0: main before the one-file-per-layer moves
     assert {"yolov8-all4", "rtdetr-all4"} <= {n for _, n in CASES}
+    assert ("0.2.0.dev0", "yolov8-library") in CASES  # the attention library: every shipped layer after the four
 
 
 @pytest.mark.slow
@@ -50,4 +54,4 @@ def test_golden_checkpoint_reproduces_outputs(version, name, safe):
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["shape"] == result["ref_shape"]
     assert result["rel_err"] < 1e-4, result
-    assert {"CGA", "FLA", "LSKA", "SHSA"} <= set(result["layers"]), result["layers"]
+    assert set(result["held"]) <= set(result["layers"]), result["layers"]
