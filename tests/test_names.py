@@ -12,7 +12,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import NAMES, bin_path, front, n_params, run_py
+from conftest import BUILTIN, NAMES, bin_path, front, n_params, run_py
 from coverage_table import tensors
 from yolo_attn.configs import insert, placement_rows, shipped_configs
 from yolo_attn.layers.registry import builtin_specs
@@ -219,3 +219,24 @@ def test_example_names_train_with_the_plain_yolo_command_after_a_non_editable_in
                               str(work / "runs" / "r" / "weights" / "last.pt")],
                              check=True, capture_output=True, text=True, cwd=work).stdout.split()
         assert out[0] == name and out[1] == task and layer in out[2:], (name, out[:2])
+
+
+@pytest.mark.parametrize("family", ["yolov8", "yolo11", "yolo26"])
+@pytest.mark.parametrize("layer", BUILTIN)
+def test_every_layer_by_name_at_scales_n_and_s(layer, family):
+    """``<family>n-<layer>.yaml`` and ``<family>s-<layer>.yaml``: the layer after the P5 block with the channels of
+    its scale (s is twice as wide as n at P5 in these families), and the model runs."""
+    built = {}
+    for scale in "ns":
+        model = front(f"{family}{scale}-{layer.lower()}.yaml")(f"{family}{scale}-{layer.lower()}.yaml").model
+        (k,) = attention_rows(model)
+        assert type(model.model[k]).__name__ == layer
+        seen = []
+        model.model[k].register_forward_hook(lambda m, a, out: seen.append((a[0].shape[1], out.shape)))
+        model.eval()
+        with torch.no_grad():
+            model(torch.rand(1, 3, 64, 64))
+        (c_in, out_shape), = seen
+        assert out_shape[1] == c_in  # same channels out
+        built[scale] = c_in
+    assert built["s"] == 2 * built["n"], built
