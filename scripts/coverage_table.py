@@ -1,6 +1,6 @@
 """Coverage of every model YAML in the installed Ultralytics by config name: stock YAML × layer × placement.
 
-Usage: python scripts/coverage_table.py [--docs] [--readme PAGE.md] [--layers CGA,LSKA] [--rotate]
+Usage: python scripts/coverage_table.py [--docs] [--readme PAGE.md] [--layers CGA,LSKA] [--rotate] [--update EMA]
 
 Each case is the config name ``<stock stem>-<layer>[-<placement>].yaml`` (``yolo_attn.names``), built at the
 smallest declared scale and run forward (eval, no grad) at two input shapes, 64×64 and 64×96 (64×128 for P6
@@ -9,6 +9,8 @@ hand list); the placements are those the family has (``yolo_attn.names.valid_pla
 table between the ``coverage-table`` markers of the Model names and placements page is rewritten
 (``docs/en/placements.md``; ``scripts/readme_tables.py`` writes the Chinese copy, run it after); ``--readme PAGE.md``
 rewrites it in that file.
+Every run records its rows in ``benchmarks/coverage_results.json``; ``--update LAYERS`` re-runs only those layers'
+cases (a new or changed layer: minutes instead of the whole product) and takes the other rows from that record.
 ``tests/test_coverage.py`` runs the same
 full product (about 2.5 min on 2 cores); ``--rotate`` gives one layer per YAML × placement, rotated so that each
 layer meets each family.
@@ -19,6 +21,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import json
 import sys
 import time
 import urllib.error
@@ -39,6 +42,9 @@ def shapes_for(model) -> tuple[tuple[int, int], ...]:
     stride = max(32, int(max(strides))) if strides is not None else 32
     return (64, 64), (64, 64 + stride)
 
+
+RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "coverage_results.json"
+"""The rows of the last run (``--update`` re-runs some layers and takes the others from here)."""
 
 OFFLINE_EXCEPTIONS = {
     "yolo11-cls-resnet18.yaml": "its backbone row is torchvision's ResNet-18 with ImageNet weights, which torchvision "
@@ -145,9 +151,24 @@ def main(argv=None) -> int:
                          "copy)")
     ap.add_argument("--layers", default=None, help="comma-separated layers (default: every registered layer)")
     ap.add_argument("--rotate", action="store_true", help="one layer per YAML and placement, rotated")
+    ap.add_argument("--update", default=None, metavar="LAYERS",
+                    help=f"comma-separated layers to re-run; every other row from {RESULTS.name} (the last run)")
     a = ap.parse_args(argv)
     t0 = time.perf_counter()
-    results = run(cases(a.layers.split(",") if a.layers else None, a.rotate), log=lambda s: print(s, flush=True))
+    log = lambda s: print(s, flush=True)  # noqa: E731
+    if a.update:
+        redo = set(a.update.split(","))
+        old = {(r["base"], r["layer"], r["placement"]): r for r in json.loads(RESULTS.read_text(encoding="utf-8"))}
+        wanted = cases(a.layers.split(",") if a.layers else None, a.rotate)
+        fresh = {(r["base"], r["layer"], r["placement"]): r for r in run([c for c in wanted if c[1] in redo], log=log)}
+        missing = [c for c in wanted if c[1] not in redo and c not in old]
+        if missing:
+            ap.error(f"{RESULTS.name} has no row for {len(missing)} cases (e.g. {name_of(*missing[0])}); "
+                     "run without --update")
+        results = [fresh.get(c) or old[c] for c in wanted]
+    else:
+        results = run(cases(a.layers.split(",") if a.layers else None, a.rotate), log=log)
+    RESULTS.write_text(json.dumps(results, indent=0), encoding="utf-8")
     text = table(results)
     print(text)
     print(f"{len(results)} cases in {time.perf_counter() - t0:.0f} s", file=sys.stderr)

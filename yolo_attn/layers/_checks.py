@@ -11,7 +11,7 @@ import numbers
 from typing import Any
 
 __all__ = ["LayerArgumentError", "check_int", "check_positive_float", "check_bool", "check_choice", "check_divisible",
-           "check_odd_kernel"]
+           "check_odd_kernel", "largest_divisor"]
 
 
 class LayerArgumentError(ValueError):
@@ -86,3 +86,14 @@ def check_odd_kernel(layer: str, name: str, value: Any, high: int = 31) -> int:
     if value % 2 == 0:
         raise LayerArgumentError(f"{layer}: {name} must be odd to keep the map size, got {value}; use e.g. 3 or 5.")
     return value
+
+
+def largest_divisor(c1: int, cap: int) -> int:
+    """The largest divisor of ``c1`` not above ``cap``: an official group or head default (``cap``) where it divides
+    the channels, the nearest count below it that does otherwise.
+
+    Examples:
+        >>> [largest_divisor(c, 32) for c in (16, 64, 240, 256)]
+        [16, 32, 30, 32]
+    """
+    return next(d for d in range(min(cap, c1), 0, -1) if c1 % d == 0)

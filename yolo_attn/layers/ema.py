@@ -14,7 +14,7 @@ two products summed give one H×W map per group, whose sigmoid gates the whole g
 
 Faithful: the official ``EMA(channels=c1, factor)`` state_dict loads into this layer with ``strict=True`` and this
 layer's into it (keys ``gn.weight``, ``gn.bias``, ``conv1x1.weight``, ``conv1x1.bias``, ``conv3x3.weight``,
-``conv3x3.bias``); same constructor default (``factor=32``); same initialisation (PyTorch defaults, drawn in the
+``conv3x3.bias``); same constructor default (``factor=32``) wherever 32 divides the channels; same initialisation (PyTorch defaults, drawn in the
 official order, so the same seed gives the same weights); same outputs and gradients in eval and train mode (no
 BatchNorm: nothing depends on the mode) at any H×W, 1×1 included (there the per-channel GroupNorm sees one value and
 gives its shift, as in the official module).
@@ -28,6 +28,9 @@ Differs:
 * A 1×1 map in a batch of one runs: each channel's single value normalises to 0, so the 1×1 branch is ``gn.bias``
   (the official ``nn.GroupNorm`` refuses that input, "Expected more than 1 value per channel", in eval mode too: a
   64-px image at P6 of a P6 model is such a map).
+* The default ``factor`` is the official 32 where it divides c1 and otherwise the largest divisor of c1 below 32
+  (YOLOv9-m's 240-channel maps: 30 groups of 8), where the official default cannot build; ``[-1, 1, EMA, []]`` builds
+  at every scale of every family.
 * Constructor arguments are checked (non-integers, 0 and negatives refused naming EMA and the argument); a ``factor``
   that does not divide c1 (the official module builds and then fails in a reshape, or, for ``factor > c1``, in its
   ``assert``) is refused at construction naming the layer, ``factor`` and the channel count.
@@ -73,7 +76,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._checks import check_divisible, check_int
+from ._checks import check_divisible, check_int, largest_divisor
 from .registry import LayerTests, load_weights, register_module
 
 __all__ = ["EMA", "EMAGroupNorm", "EMAReference"]
@@ -102,7 +105,8 @@ class EMA(nn.Module):
 
     Args:
         c1 (int): Input channels (filled in from the model YAML); output channels are the same.
-        factor (int): Number of channel groups (the official ``factor``, default 32); must divide c1.
+        factor (int): Number of channel groups (the official ``factor``); must divide c1. Default: the official 32
+            where it divides c1, else the largest divisor of c1 below 32 (30 for 240 channels).
 
     YAML row: ``[-1, 1, EMA, [32]]`` (factor; optional)
 
@@ -114,10 +118,10 @@ class EMA(nn.Module):
         ['conv1x1.bias', 'conv1x1.weight', 'conv3x3.bias', 'conv3x3.weight', 'gn.bias', 'gn.weight']
     """
 
-    def __init__(self, c1: int, factor: int = 32):
+    def __init__(self, c1: int, factor: int | None = None):
         super().__init__()
         c1 = check_int("EMA", "c1 (input channels)", c1)
-        self.groups = check_int("EMA", "factor", factor)
+        self.groups = largest_divisor(c1, 32) if factor is None else check_int("EMA", "factor", factor)
         check_divisible("EMA", c1, "factor", self.groups)
         self.c1, cg = c1, c1 // self.groups
         self.cg = cg

@@ -72,7 +72,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._checks import (LayerArgumentError, check_bool, check_divisible, check_int, check_odd_kernel,
-                      check_positive_float)
+                      check_positive_float, largest_divisor)
 from .conv_bn import ConvBN
 from .registry import LayerTests, load_weights, register_module
 
@@ -312,8 +312,7 @@ def default_dim_head(c1: int) -> int:
         >>> [default_dim_head(c) for c in (16, 32, 64, 96, 256, 320)]
         [16, 32, 64, 48, 64, 64]
     """
-    c1 = check_int(_NAME, "c1 (input channels)", c1)
-    return next(d for d in range(min(64, c1), 0, -1) if c1 % d == 0)
+    return largest_divisor(check_int(_NAME, "c1 (input channels)", c1), 64)
 
 
 def _plausible(c1: int, kw: dict) -> str | None:
