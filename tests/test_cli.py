@@ -12,6 +12,7 @@ import pytest
 
 from conftest import ROOT
 from yolo_attn import cli
+from yolo_attn.layers import REGISTRY, builtin_specs
 
 MARKUP = re.compile(r"``|:(?:func|class|data|meth|mod|attr):`")
 HELP = {  # sub-command -> options its help must list
@@ -76,9 +77,12 @@ def test_layers_says_what_each_argument_means(capsys):
     lska = r"^LSKA  \[k_size=7\]  registered\n(?:      .*\n)*      arguments:\n        k_size  \S"
     assert re.search(lska, out, re.M), out
     blocks = [b for b in re.split(r"^(?=\S)", out, flags=re.M) if b]
-    assert {b.split()[0] for b in blocks} >= {"CGA", "FLA", "LSKA", "SHSA"}, out
+    assert {b.split()[0] for b in blocks} >= set(builtin_specs()), out  # every shipped layer
     for block in blocks:
         assert "      arguments:" in block, block
+        spec = REGISTRY[block.split()[0]]
+        if spec.builtin:  # the paper and the official code it matches
+            assert f"      {spec.paper}; official code: {spec.official_code.replace('`', '')}\n" in block, block
         assert "not described" not in block, block  # every shipped layer documents its arguments
         assert not MARKUP.search(block), block
 

@@ -141,6 +141,9 @@ def _layers(argv: list[str]) -> int:
         state = "registered" if name in names else "NOT registered (Ultralytics defines this name)"
         origin = "" if spec.builtin else f"  ({spec.cls.__module__}.{spec.cls.__qualname__})"
         print(f"{name:5s} [{_signature(spec)}]  {state}{origin}")
+        if spec.paper or spec.official_code:
+            print(f"      {spec.paper or 'paper not stated'}; official code: "
+                  f"{spec.official_code.replace('`', '') or 'not stated'}")
         if spec.aliases:
             print(f"      aliases (same arguments): {', '.join(spec.aliases)}")
         for official, o in spec.official.items():
