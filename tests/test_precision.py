@@ -141,22 +141,41 @@ def test_every_shipped_config_is_finite_under_fp16_autocast(cfg, tmp_path):
     does not.) Closeness is not asserted here: the error arriving from the stock layers is already 1–70 % with random
     weights (RT-DETR's backbone in particular), and how much a layer amplifies it depends on the weights — CGA's
     sharp softmax amplified 4 % to 29 % at P5 of RT-DETR's backbone; closeness with exact inputs is
-    ``test_layer_in_half_precision_matches_fp32``."""
+    ``test_layer_in_half_precision_matches_fp32``. Where the fp32 model itself exceeds fp16's range (65504), as
+    LSKBlock does three times stacked in the neck with random weights (its output ``x * attn(x)`` grows with the
+    square of its input: 28 → 283 → 1.1e4 → 1.0e7), no half-precision run can be finite after that row: the layer
+    must then declare ``scale_robust=False``, and only the rows before it are checked."""
     torch.manual_seed(0)
     model = front(cfg)(str(scaled_copy(cfg, tmp_path))).model
     indices = randomize_layers(model, calib=160)
     seen = {}
     for i in indices:
         model.model[i].register_forward_hook(lambda m, a, o, i=i: seen.update({("in", i): a[0].float(), i: o.float()}))
+    peaks: dict[int, float] = {}  # every model row's largest fp32 output magnitude
+
+    def peak(k: int, o) -> None:  # a forward hook returns None (else it would replace the output)
+        if torch.is_tensor(o) and o.numel():
+            peaks[k] = float(o.detach().abs().max())
+
+    hooks = [m.register_forward_hook(lambda mod, a, o, k=k: peak(k, o)) for k, m in enumerate(model.model)]
     x = torch.rand(1, 3, 160, 160, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
         model(x)
+        for h in hooks:
+            h.remove()
         ref = dict(seen)
         seen.clear()
         with torch.autocast("cpu", dtype=torch.float16):
             y = model(x)
     y = y[0] if isinstance(y, (tuple, list)) else y
-    assert torch.isfinite(y.float()).all(), cfg
+    over = [k for k, p in peaks.items() if p > torch.finfo(torch.float16).max]
+    if over:  # the fp32 model itself leaves fp16's range: no half-precision run can be finite after that row
+        layers = {type(model.model[i]).__name__ for i in indices}
+        assert all(not REGISTRY[n].tests.scale_robust for n in layers), (cfg, over, "undeclared")
+        print(f"{cfg}: fp32 row {over[0]} reaches {peaks[over[0]]:.3g} > 65504 (declared not scale-robust)")
+        indices = [i for i in indices if i < over[0]]  # the rows before it must be finite
+    else:
+        assert torch.isfinite(y.float()).all(), cfg
     for i in indices:
         err_in, err_out = rel(seen[("in", i)], ref[("in", i)]), rel(seen[i], ref[i])
         print(f"{cfg} fp16 layer {i}: input {err_in:.1e} output {err_out:.1e}")

@@ -25,6 +25,11 @@ refused with a message naming the layer and the argument; the official module bu
 in ``forward``). An odd ``c1`` builds as the official module does: its two halves have ``c1 // 2`` channels each,
 so the channel mean and maximum run over ``c1 - 1`` channels.
 
+Half precision: the output ``x * attn(x)`` grows with the square of the input (``attn`` is linear in ``x``, with no
+normalisation), as in the official block. Stacked three times in a YOLOv8n neck with random weights, the fp32
+activations reach 1e7 (28 → 283 → 1.1e4 → 1.0e7), beyond fp16's 65504: fp16 and fp16 autocast overflow there, the
+official block alike (bf16 has fp32's range). Declared ``scale_robust=False``.
+
 Fast path: the channel mean and maximum are taken over the two halves without concatenating them (the official
 forward copies both halves into one ``c1``-channel map first): the mean of the two halves' means (each half has
 ``c1 // 2`` channels, so that is the mean over all ``c1``; equal to rounding) and the larger of the two halves'
