@@ -32,7 +32,8 @@ def test_fused_layer_matches_unfused(name):
     assert fuse_layers(fused) == (len(conv_bn) if declared is None else declared)
     assert fuse_layers(fused) == 0  # idempotent
     assert not any(isinstance(m, (ConvBN, nn.BatchNorm2d)) for m in fused.modules())
-    drop = sum(m.bn.num_features for m in conv_bn)  # per BatchNorm of c channels: 2c go, the conv gains a c bias
+    # m = (conv, BatchNorm) in order, whatever the names; per BatchNorm of c channels: 2c go, the conv gains a c bias
+    drop = sum(m[1].num_features for m in conv_bn)
     assert n_params(layer) - n_params(fused) == drop + norm_affine_drop(layer)
     g = torch.Generator().manual_seed(4)
     for size in [(14, 21), (9, 13), (8, 8), (1, 1)]:

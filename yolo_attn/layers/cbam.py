@@ -72,7 +72,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._checks import LayerArgumentError, check_bool, check_int
-from .conv_bn import ConvBN, fuse_conv_bn
+from .conv_bn import ConvBN
 from .registry import LayerTests, load_weights, register_module
 
 __all__ = ["CBAM", "CBAM_POOL_TYPES", "CBAMChannelGate", "CBAMConvBN", "CBAMReference", "CBAMSpatialGate"]
@@ -121,11 +121,6 @@ class CBAMConvBN(ConvBN):
         nn.Sequential.__init__(self)  # not ConvBN.__init__, which names the convolution ``c``
         self.add_module("conv", nn.Conv2d(c1, c2, k, 1, p, bias=False))
         self.add_module("bn", nn.BatchNorm2d(c2, eps=1e-5, momentum=0.01, affine=True))
-
-    @torch.no_grad()
-    def fuse(self) -> nn.Conv2d:
-        """Return a single ``Conv2d`` (with bias) that computes this block in eval mode."""
-        return fuse_conv_bn(self.conv, self.bn)
 
 
 class CBAMChannelGate(nn.Module):

@@ -41,8 +41,10 @@ class ConvBN(nn.Sequential):
 
     @torch.no_grad()
     def fuse(self) -> nn.Conv2d:
-        """Return a single ``Conv2d`` (with bias) that computes this block in eval mode."""
-        return fuse_conv_bn(self.c, self.bn)
+        """Return a single ``Conv2d`` (with bias) that computes this block in eval mode. Reads the two children in
+        order, whatever their names: a subclass may name them as an official module does (``conv``/``bn``)."""
+        conv, bn = self
+        return fuse_conv_bn(conv, bn)
 
 
 @torch.no_grad()

@@ -168,7 +168,7 @@ class ConvNormAct(nn.Module):
 class LocalConvBN(ConvBN):
     """The layer's ``conv_local`` convolution + BatchNorm (eps 1e-6) as a :class:`ConvBN` that ``fuse_layers``
     folds, with the official child names ``conv`` and ``norm`` (keys ``conv_local.conv.weight``,
-    ``conv_local.norm.*``); ``c`` and ``bn`` name the same children for :class:`ConvBN`'s methods. The SiLU follows
+    ``conv_local.norm.*``; :meth:`ConvBN.fuse` reads the children in order). The SiLU follows
     in the layer's forward."""
 
     def __init__(self, dim: int, kernel_size: int):
@@ -176,14 +176,6 @@ class LocalConvBN(ConvBN):
             conv=nn.Conv2d(dim, dim, kernel_size, 1, math.ceil((kernel_size - 1) / 2), 1, dim, False),
             norm=nn.BatchNorm2d(dim, eps=_EPS),
         ))
-
-    @property
-    def c(self) -> nn.Conv2d:
-        return self.conv
-
-    @property
-    def bn(self) -> nn.BatchNorm2d:
-        return self.norm
 
 
 class SqueezeExcite(nn.Module):

@@ -93,11 +93,6 @@ class TripletConvBN(ConvBN):
         self.add_module("conv", nn.Conv2d(2, 1, k, 1, (k - 1) // 2, bias=False))
         self.add_module("bn", nn.BatchNorm2d(1, eps=1e-5, momentum=0.01, affine=True))
 
-    @property
-    def c(self) -> nn.Conv2d:
-        """The convolution under ConvBN's name (what :meth:`ConvBN.fuse` reads)."""
-        return self.conv
-
 
 class TripletBranch(nn.Module):
     """One branch's parameters, under the official ``SpatialGate``'s attribute name: ``spatial`` (a
