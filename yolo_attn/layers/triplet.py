@@ -68,6 +68,7 @@ import torch
 from torch import nn
 
 from ._checks import LayerArgumentError, check_bool, check_int
+from .cbam import CBAM_POOL_TYPES  # CBAM's pool names: what the (unused) pool_types may list
 from .conv_bn import ConvBN
 from .registry import LayerTests, load_weights, register_module
 
@@ -75,8 +76,6 @@ __all__ = ["TripletAttention", "TripletAttentionReference", "TripletBranch", "Tr
 
 TRIPLET_KERNEL = 7
 """The official gates' convolution kernel (fixed in the official ``SpatialGate``)."""
-CBAM_POOLS = ("avg", "max", "lp", "lse")
-"""The pool names CBAM's channel gate accepts: what the (unused) ``pool_types`` may list."""
 _BRANCHES = ("ChannelGateH", "ChannelGateW", "SpatialGate")
 _ROOT_NAMES = (("cw.conv.", "ChannelGateH.spatial."), ("hc.conv.", "ChannelGateW.spatial."),
                ("hw.conv.", "SpatialGate.spatial."))
@@ -105,9 +104,9 @@ class TripletBranch(nn.Module):
 
 def _check_pool_types(pool_types) -> tuple[str, ...]:
     if isinstance(pool_types, str) or not isinstance(pool_types, Sequence) or not pool_types or \
-            any(p not in CBAM_POOLS for p in pool_types):
+            any(p not in CBAM_POOL_TYPES for p in pool_types):
         raise LayerArgumentError(
-            f"TripletAttention: pool_types must be a list of pool names from {', '.join(CBAM_POOLS)}, got "
+            f"TripletAttention: pool_types must be a list of pool names from {', '.join(CBAM_POOL_TYPES)}, got "
             f"{pool_types!r}; it has no effect (as in the official module): leave it out, e.g. [-1, 1, "
             "TripletAttention, []].")
     return tuple(pool_types)
