@@ -8,11 +8,12 @@ What is checked, every registered layer unless named:
 * fp16 / bf16 autocast and ``.half()`` against fp32 with the CPU suite's tolerances (``test_precision.TOL``);
 * finite outputs and gradients under autocast in training mode, on inputs 8× unit scale (where the official FLA
   and CGA overflow in fp16);
-* the fused SDPA kernels are what runs: SHSA and CGA forward and backward inside ``sdpa_kernel`` restricted to
-  flash / memory-efficient / cuDNN, which raises "No available kernel" if the inputs made SDPA fall back to the math
-  kernel (the N×N one);
+* the fused SDPA kernels are what runs: SHSA, CGA, BRA and iRMB forward and backward inside ``sdpa_kernel``
+  restricted to flash / memory-efficient / cuDNN, which raises "No available kernel" if the inputs made SDPA fall
+  back to the math kernel (the N×N one); a call past the kernels' grid limit (65,535 problems) is split and correct;
 * peak memory at P3 of YOLOv8n (80×80, 64 channels), batch 16, one training step: SHSA ≤ 0.3 GB (the math kernel
-  took 10.1 GB on an H200), CGA no more than its reference's (the official ``LocalWindowAttention`` restated);
+  took 10.1 GB on an H200), CGA no more than its reference's (the official ``LocalWindowAttention`` restated), BRA
+  under half of its explicit scores (2.1 GB) and under the official's;
 * a one-epoch ``yolo train ... device=0 amp=True`` with SHSA in the neck (slow).
 """
 
@@ -26,7 +27,8 @@ import torch
 
 from conftest import NAMES, REFERENCED, bin_path, make_layer, randomize_, rel_err
 from test_precision import TOL, random_layer
-from yolo_attn.layers import CGA, SHSA
+from yolo_attn.layers import BRA, CGA, SHSA
+from yolo_attn.layers.attention import fused_sdpa
 from yolo_attn.layers.registry import REGISTRY
 
 pytestmark = [
@@ -123,7 +125,7 @@ def test_autocast_training_is_finite_on_large_inputs(name, dtype):
 
 
 @pytest.mark.parametrize("dtype", [None, torch.float16, torch.bfloat16], ids=["fp32", "fp16", "bf16"])
-@pytest.mark.parametrize("name", ["SHSA", "CGA"])
+@pytest.mark.parametrize("name", ["SHSA", "CGA", "BRA", "iRMB"])
 def test_fused_sdpa_kernel_runs(name, dtype):
     """Forward and backward with SDPA restricted to the fused kernels: no fallback to the math kernel."""
     from torch.nn.attention import SDPBackend, sdpa_kernel
@@ -169,6 +171,33 @@ def test_cga_p3_batch16_training_memory_at_most_the_officials():
         with torch.autocast("cuda", dtype=dtype or torch.float16, enabled=dtype is not None):
             mine, theirs = training_peak(ours, x), training_peak(official, x)
         assert mine <= theirs, (dtype, mine / GB, theirs / GB)
+
+
+def test_bra_p3_batch16_training_memory_holds_no_score_matrix():
+    """BRA at P3 (84×84 padded: 49 windows of 144 tokens, each attending to 4 × 144 routed tokens, 8 heads): the
+    explicit scores of one step are 16 × 392 × 144 × 576 × 4 B = 2.1 GB (fp32), held by the official module; the
+    fused kernels hold none, so the step's peak stays under half of that and under the official's."""
+    ours = randomize_(BRA(64), 1)
+    official = REGISTRY["BRA"].reference(ours)
+    ours.cuda().train(), official.cuda().train()
+    x = torch.randn(*P3, device="cuda")
+    scores = 16 * 8 * 49 * 144 * 576 * 4
+    for dtype in (None, torch.float16):
+        with torch.autocast("cuda", dtype=dtype or torch.float16, enabled=dtype is not None):
+            mine, theirs = training_peak(ours, x), training_peak(official, x)
+        assert mine <= theirs and mine < scores / 2, (dtype, mine / GB, theirs / GB)
+
+
+def test_fused_sdpa_past_the_grid_limit():
+    """70,000 problems in one call (e.g. CGA's windows at P3 from batch 486): split at 65,535 along the batch dim,
+    the result equal to the math kernel's, which has no such limit."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    q, k, v = (torch.randn(70_000, 1, 49, 16, device="cuda", dtype=torch.float16) for _ in range(3))
+    got = fused_sdpa(q, k, v, None, 0.25)
+    with sdpa_kernel([SDPBackend.MATH]):
+        want = torch.nn.functional.scaled_dot_product_attention(q, k, v, scale=0.25)
+    assert rel_err(got.float(), want.float()) <= 2e-3
 
 
 @pytest.mark.slow

@@ -21,7 +21,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 import yolo_attn.layers.attention as attention
 import yolo_attn.layers.cga as cga_module
 from conftest import REFERENCED, randomize_, rel_err, small, spec_of
-from yolo_attn.layers import CGA, FLA, LSKA, SHSA, textbook, textbook_enabled
+from yolo_attn.layers import BRA, CGA, FLA, LSKA, SHSA, iRMB, textbook, textbook_enabled
 
 
 def run(layer: torch.nn.Module, x: torch.Tensor, autocast_dtype=None):
@@ -100,6 +100,8 @@ SDPA_LAYERS = {  # equal head dims, and q/k narrower (SHSA) or wider (CGA) than 
     "SHSA-v-wider": lambda: randomize_(SHSA(16, qk_dim=4, pdim=12), 9),
     "CGA": cga,
     "CGA-qk-wider": lambda: randomize_(CGA(16, num_heads=2, key_dim=16, window=7, kernel=3), 10),
+    "iRMB": lambda: randomize_(iRMB(16, dim_head=8, window_size=3), 11),
+    "iRMB-v-wider": lambda: randomize_(iRMB(16, dim_head=8, window_size=3, exp_ratio=2), 12),
 }
 
 
@@ -123,6 +125,63 @@ def test_sdpa_branch_matches_reference(name, monkeypatch):
     assert not called, "the reference formulation went through SDPA"
     assert_fast_matches_reference(layer, x)
     assert called and all(has_mask == name.startswith("CGA") for has_mask in called)
+
+
+def test_heads_form_rules():
+    """:func:`heads_form` (token-major 4-D problems, BRA): explicit below ``HEADS_SDPA_MIN_PAIRS`` pairs per problem
+    on CPU, SDPA from it on, and SDPA whenever the explicit scores would pass ``CPU_GRAD_EXPLICIT_MAX_BYTES``;
+    explicit under the textbook switch; CUDA: SDPA at every size (checked with fake CUDA tensors below)."""
+    form = attention.heads_form
+
+    def shapes(batch, heads, n, m, d=8):
+        return torch.empty(batch, heads, n, d), torch.empty(batch, heads, m, d), torch.empty(batch, heads, m, d)
+
+    pairs = attention.HEADS_SDPA_MIN_PAIRS
+    assert form(*shapes(2, 392, 9, 36)) == "explicit"  # BRA at P5 of a 640 input
+    assert form(*shapes(2, 392, 36, 144)) == "sdpa"  # BRA at P4: 5,184 pairs
+    assert form(*shapes(1, 1, 1, pairs)) == "sdpa" and form(*shapes(1, 1, 1, pairs - 1)) == "explicit"
+    many = attention.CPU_GRAD_EXPLICIT_MAX_BYTES // (4 * 9 * 36) + 1  # small problems, too many scores in all
+    assert form(*shapes(1, many, 9, 36)) == "sdpa" and form(*shapes(1, many - 1, 9, 36)) == "explicit"
+    with textbook():
+        assert form(*shapes(2, 392, 36, 144)) == "explicit"
+    assert form(*(t.to("meta") for t in shapes(1, 8, 1024, 1024))) == "sdpa"  # other devices: SDPA_MIN_PAIRS
+    assert form(*(t.to("meta") for t in shapes(1, 8, 1024, 1023))) == "explicit"
+
+
+@pytest.mark.parametrize("qk_dim", [None, 32], ids=["equal-heads", "qk-wider"])
+@pytest.mark.parametrize("form", ["explicit", "sdpa"])
+def test_bra_both_forms_match_reference(form, qk_dim, monkeypatch):
+    """BRA's token attention in either form of :func:`heads_form` (forced), outputs and gradients against the
+    reference in train mode; q/k heads wider than v heads (16 vs 8) zero-padded for SDPA."""
+    sdpa = form == "sdpa"
+    monkeypatch.setattr(attention, "HEADS_SDPA_MIN_PAIRS", 1 if sdpa else 1 << 40)
+    monkeypatch.setattr(attention, "CPU_GRAD_EXPLICIT_MAX_BYTES", 1 << 40)
+    calls = sdpa_spy(monkeypatch)
+    layer = randomize_(BRA(16, num_heads=2, n_win=3, qk_dim=qk_dim), 13).train()
+    x = torch.randn(2, 16, 11, 7, generator=torch.Generator().manual_seed(13))
+    assert_fast_matches_reference(layer, x)
+    assert bool(calls) == sdpa
+    for q, k, v, mask in calls:  # (B, heads · windows, tokens, head dim), one call per forward
+        assert q.shape[:2] == k.shape[:2] == v.shape[:2] == (2, 2 * 9) and mask is None
+        assert q.shape[-1] == k.shape[-1] == v.shape[-1] == (qk_dim or 16) // 2  # CPU: one head dim for q, k, v
+
+
+def test_fused_sdpa_splits_calls_past_the_grid_limit(monkeypatch):
+    """Where the fused kernels' CUDA grid limits the batch and head dims (65,535), calls are split along them and
+    the parts concatenated: the same result as one call, a per-problem mask split with them, a broadcast one kept.
+    (The limit is lowered to 3 and applied to CPU here; the CUDA tests run the real one.)"""
+    monkeypatch.setattr(attention, "CUDA_MAX_GRID", 3)
+    g = torch.Generator().manual_seed(3)
+    q, k, v = (torch.randn(7, 5, 6, 8, generator=g) for _ in range(3))
+    masks = [None, torch.randn(7, 1, 6, 6, generator=g), torch.randn(1, 5, 6, 6, generator=g)]
+    want = [F.scaled_dot_product_attention(q, k, v, attn_mask=m, scale=0.3) for m in masks]
+    monkeypatch.setattr(attention, "GRID_LIMITED_DEVICES", ("cpu",))
+    calls = sdpa_spy(monkeypatch)
+    for mask, w in zip(masks, want):
+        calls.clear()
+        got = attention.fused_sdpa(q, k, v, mask, 0.3)
+        assert torch.allclose(got, w, atol=1e-6, rtol=0)
+        assert len(calls) == 3 * 2 and all(c[0].shape[0] <= 3 and c[0].shape[1] <= 3 for c in calls)
 
 
 def test_shsa_sdpa_at_natural_threshold(monkeypatch):
@@ -551,3 +610,28 @@ def test_cuda_path_shsa_is_one_fused_call_at_every_size(monkeypatch):
         calls, ops = fake_cuda_forward(SHSA(64), (2, 64, side, side), torch.float16, monkeypatch)
         assert len(calls) == 1 and calls[0][0].shape == (2, 1, side * side, 16)
         assert ops.count("clone") == 1 and "bmm" not in ops and "_softmax" not in ops
+
+
+def test_cuda_path_bra_one_fused_call(monkeypatch):
+    """BRA on CUDA: the token attention of every head and window in one SDPA call on 4-D inputs (B, heads · n_win²,
+    tokens, head dim) in the model's dtype, at every map size; no token-level score matrix built (no softmax: the
+    window-level routing is a top-k of plain products)."""
+    for side, dtype in ((80, torch.float16), (20, torch.float32), (5, torch.bfloat16)):
+        calls, ops = fake_cuda_forward(BRA(64), (2, 64, side, side), dtype, monkeypatch)
+        w2 = (-(-side // 7)) ** 2  # tokens per window
+        assert len(calls) == 1
+        q, k, v, mask = calls[0]
+        assert q.shape == (2, 8 * 49, w2, 8) and k.shape == v.shape == (2, 8 * 49, 4 * w2, 8) and mask is None
+        assert q.dtype == k.dtype == v.dtype == dtype
+        assert "_softmax" not in ops, ops
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_cuda_path_irmb_one_fused_call_no_fp32_round_trip(dtype, monkeypatch):
+    """iRMB on CUDA: the windows' attention in one SDPA call (every window and head a problem, 4-D), in the model's
+    dtype (the fused kernels form the scores in fp32: no casts to fp32 and back, as the CPU form needs in fp16)."""
+    calls, ops = fake_cuda_forward(iRMB(128), (2, 128, 20, 20), dtype, monkeypatch)  # 2 heads, 3×3 windows of 49
+    assert len(calls) == 1
+    q, k, v, mask = calls[0]
+    assert q.shape == (2 * 9 * 2, 1, 49, 64) and v.shape == (2 * 9 * 2, 1, 49, 64) and mask is None
+    assert q.dtype == dtype and "_to_copy" not in ops and "_softmax" not in ops, ops

@@ -8,8 +8,9 @@ Two formulations of the same math:
   kernels that never hold the whole score matrix (memory linear in tokens); an attention bias goes in as an
   additive ``attn_mask`` (and receives its gradient through it).
 
-``channels_first_attention`` runs the form :func:`attention_form` picks — the one place where the device, dtype
-and shapes decide, with the reason for each rule. On CUDA that is SDPA with 4-D inputs at every size (the fused
+``channels_first_attention`` runs the form :func:`attention_form` picks, and ``heads_attention`` (token-major 4-D
+problems, many heads or windows at once: BRA) the form :func:`heads_form` picks — the one place where the device,
+dtype and shapes decide, with the reason for each rule. On CUDA that is SDPA with 4-D inputs at every size (the fused
 kernels); on CPU (rules measured on 2 CPU cores) SDPA from ``SDPA_MIN_PAIRS`` query×key pairs on, a leaner explicit
 form (scale and bias fused into one ``baddbmm``) below it, where SDPA's set-up cost dominates, and the explicit form
 under ``torch.jit.trace`` (ONNX export maps it to plain MatMul/Softmax). On CPU with autograd recording, moderate
@@ -25,8 +26,9 @@ arithmetic (1,600² scores, 2 cores: ~8.7 ms explicit in a fresh process, ~3 ms 
 the blocks stay cache-sized and allocated once per call, so the chunked form is not at the mercy of the allocator.
 
 Memory: on CUDA the fused kernels hold no score matrix (training memory linear in tokens); on CPU a score matrix is
-held only while all of a call's scores fit ``CPU_GRAD_EXPLICIT_MAX_BYTES`` (training) or ``CHUNK_BYTES`` per problem
-(inference, beyond which blocks or SDPA take over).
+held only while all of a call's scores fit ``CPU_GRAD_EXPLICIT_MAX_BYTES`` (training; ``heads_attention`` in
+inference too) or ``CHUNK_BYTES`` per problem (``channels_first_attention`` in inference, beyond which blocks or SDPA
+take over).
 
 Textbook switch: inside ``with textbook():`` every attention of this module runs in the explicit form — the score
 matrix materialised, as under ``torch.jit.trace`` (the export form) — whatever the device and size. Each layer's
@@ -50,6 +52,11 @@ __all__ = [
     "explicit_attention",
     "sdpa_attention",
     "sdpa_inputs",
+    "fused_sdpa",
+    "heads_form",
+    "heads_attention",
+    "HEADS_SDPA_MIN_PAIRS",
+    "CUDA_MAX_GRID",
     "token_major",
     "attention_form",
     "CUDA_HEAD_ALIGN",
@@ -74,6 +81,24 @@ CPU_GRAD_EXPLICIT_MAX_BYTES = 256 * 1024 * 1024
 explicit form even past ``SDPA_MIN_PAIRS``: torch's fused CPU attention *backward* is slower than the explicit one
 for small head dims (16-dim q/k at 6,400 tokens, 2 cores: forward + backward ~1.6× the explicit time, while the
 forward alone is ~7× faster). Larger problems (e.g. batch 16 at P3) still go through SDPA to keep memory bounded."""
+
+HEADS_SDPA_MIN_PAIRS = 4096
+"""CPU rule (measured on 2 CPU cores, torch 2.14.1) of :func:`heads_form`: query×key pairs per problem from which a
+batch of many token-major problems (heads × windows, 4-D) goes to SDPA. The fused CPU kernel parallelises over the
+problems, so many small problems repay it far below ``SDPA_MIN_PAIRS`` (the rule for a few large ones). Median of
+5, SDPA time / explicit time (matmul, softmax, matmul), inference and training: BRA at P3 of a 640 input (392
+problems of 144×576 per image, 8-dim heads) 0.17–0.27; 392 × 36×144 (5,184 pairs, 32-dim) 0.79 / 0.70; 1,024 ×
+81×81 (6,561, 32-dim) 0.76 / 0.77; 392 × 9×36 (324 pairs, BRA at P5) 1.00–1.11; 2,304 × 49×49 (2,401 pairs,
+64-dim) 1.07 / 1.03."""
+
+CUDA_MAX_GRID = 65535
+"""The batch and head dims of one fused SDPA call on CUDA stay at or below this: the flash and memory-efficient
+kernels put them in CUDA grid dimensions limited to 65,535 and fail with "invalid configuration argument" beyond it
+(pytorch/pytorch#142228, #146704). Larger calls are split (:func:`fused_sdpa`); e.g. CGA's windows at P3 of a 640
+input reach it from batch 456."""
+
+GRID_LIMITED_DEVICES = ("cuda",)
+"""Device types whose fused SDPA calls :func:`fused_sdpa` keeps within ``CUDA_MAX_GRID``."""
 
 CHUNK_BYTES = 4 * 1024 * 1024
 """Score bytes per query block of :func:`chunked_attention` (all batch entries together); about one L2/L3 slice."""
@@ -172,12 +197,70 @@ def attention_form(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> str:
     return "bmm"
 
 
+def heads_form(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> str:
+    """How :func:`heads_attention` runs for token-major 4-D ``q`` (B, H, N, d), ``k`` (B, H, M, d), ``v`` (B, H, M,
+    dv) — H problems per batch entry (heads, or heads × windows as in BRA): ``"explicit"`` (``softmax(q·scale @
+    kᵀ) @ v``, the N×M matrices materialised) or ``"sdpa"`` (:func:`fused_sdpa`).
+
+    * **textbook switch or** ``torch.jit.trace`` → ``"explicit"``, as :func:`attention_form`.
+    * **CUDA** → ``"sdpa"`` at every size, for :func:`attention_form`'s reasons (fused kernels, no score matrix held,
+      scores in float32, one kernel instead of three or four).
+    * **CPU** (rules measured on 2 CPU cores; CPU rules only): ``"sdpa"`` from ``HEADS_SDPA_MIN_PAIRS`` pairs per
+      problem (the fused kernel parallelises over the problems: see the constant for the figures), and whenever the
+      explicit scores of the call would exceed ``CPU_GRAD_EXPLICIT_MAX_BYTES`` (the memory bound), else
+      ``"explicit"``.
+    * **Other devices** (not measured): ``"sdpa"`` from ``SDPA_MIN_PAIRS`` pairs per problem, else ``"explicit"``.
+    """
+    if _TEXTBOOK.get() or torch.jit.is_tracing():
+        return "explicit"
+    device = q.device.type
+    if device == "cuda":
+        return "sdpa"
+    (batch, heads, n, _), m = q.shape, k.shape[-2]
+    if device != "cpu":
+        return "sdpa" if n * m >= SDPA_MIN_PAIRS else "explicit"
+    if n * m >= HEADS_SDPA_MIN_PAIRS or batch * heads * n * m * 4 > CPU_GRAD_EXPLICIT_MAX_BYTES:
+        return "sdpa"
+    return "explicit"
+
+
+def heads_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> torch.Tensor:
+    """``softmax(q · scale @ kᵀ) @ v`` for token-major 4-D ``q`` (B, H, N, d), ``k`` (B, H, M, d), ``v`` (B, H, M, dv),
+    in the form :func:`heads_form` picks; returns (B, H, N, dv).
+
+    The explicit form scales ``q`` (N·d products, not the N×M scores), as the official BRA does; ``"sdpa"``:
+    :func:`fused_sdpa` with head dims padded as the device's fused kernels need (:func:`sdpa_inputs`)."""
+    if heads_form(q, k, v) == "explicit":
+        return ((q * scale) @ k.transpose(-2, -1)).softmax(dim=-1) @ v
+    q, k, v, _, dv = sdpa_inputs(q, k, v)
+    out = fused_sdpa(q, k, v, None, scale)
+    return out[..., :dv] if out.shape[-1] != dv else out
+
+
+def fused_sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask, scale: float) -> torch.Tensor:
+    """``F.scaled_dot_product_attention`` on 4-D inputs laid out by :func:`sdpa_inputs`; on CUDA a call whose batch
+    or head dim exceeds ``CUDA_MAX_GRID`` is split along it (results concatenated: every problem is independent)."""
+    if q.device.type in GRID_LIMITED_DEVICES:
+        for dim in (0, 1):
+            size = q.shape[dim]
+            if size > CUDA_MAX_GRID:
+                parts = []
+                for i in range(0, size, CUDA_MAX_GRID):
+                    n = min(CUDA_MAX_GRID, size - i)
+                    part = [t.narrow(dim, i, n) for t in (q, k, v)]
+                    m = mask if mask is None or mask.shape[dim] == 1 else mask.narrow(dim, i, n)
+                    parts.append(fused_sdpa(*part, m, scale))
+                return torch.cat(parts, dim)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
+
+
 def sdpa_inputs(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias=None, device_type: str | None = None):
     """Token-major ``q`` (B, N, d), ``k`` (B, M, d), ``v`` (B, M, dv) and an optional additive bias broadcastable to
-    (B, N, M), laid out as the fused SDPA kernels of ``device_type`` (default: the tensors' device) accept them.
+    (B, N, M), or 4-D ``(B, H, ·, ·)`` ones without a bias, laid out as the fused SDPA kernels of ``device_type``
+    (default: the tensors' device) accept them.
 
-    Returns ``(q, k, v, mask, dv)``: 4-D ``(B, 1, ·, ·)`` tensors with stride 1 on the last dim, the mask 4-D in q's
-    dtype (or None), and the value width to keep of the output.
+    Returns ``(q, k, v, mask, dv)``: 4-D tensors (``(B, 1, ·, ·)`` from 3-D ones) with stride 1 on the last dim, the
+    mask 4-D in q's dtype (or None), and the value width to keep of the output.
 
     * CUDA: q/k and v head dims zero-padded to multiples of ``CUDA_HEAD_ALIGN`` where they are not already (different
       q/k and v widths are fine for the memory-efficient kernel, so they are not equalised).
@@ -198,7 +281,9 @@ def sdpa_inputs(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias=None, de
         q, k = F.pad(q, (0, pad_qk)), F.pad(k, (0, pad_qk))
     if pad_v:
         v = F.pad(v, (0, pad_v))
-    q, k, v = (t.unsqueeze(1) if t.stride(-1) == 1 else t.contiguous().unsqueeze(1) for t in (q, k, v))
+    q, k, v = (t if t.stride(-1) == 1 else t.contiguous() for t in (q, k, v))
+    if q.dim() == 3:
+        q, k, v = q.unsqueeze(1), k.unsqueeze(1), v.unsqueeze(1)
     mask = None
     if bias is not None:  # (N, M) -> (1, 1, N, M); (B, N, M) -> (B, 1, N, M): the head axis before the last two
         mask = bias.to(q.dtype)
@@ -242,7 +327,7 @@ def sdpa_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: flo
     """Same result as :func:`explicit_attention` for token-major (B, N, d) inputs through
     ``F.scaled_dot_product_attention`` on 4-D inputs laid out by :func:`sdpa_inputs`; returns (B, N, dv)."""
     q, k, v, mask, dv = sdpa_inputs(q, k, v, bias)
-    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale).squeeze(1)  # (B, N, dv')
+    out = fused_sdpa(q, k, v, mask, scale).squeeze(1)  # (B, N, dv')
     return out[..., :dv] if out.shape[-1] != dv else out
 
 
@@ -315,8 +400,9 @@ def _attend(form: str, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale:
     else:
         bias = bias.to(q.dtype)
         attn = torch.baddbmm(bias.expand(B, *bias.shape[-2:]), qt, k, alpha=scale)
+    attn = attn.softmax(dim=-1)  # (rebound: the scores are freed before the product, the probabilities kept)
     # (attn @ vᵀ)ᵀ rather than v @ attnᵀ: the N×M matrix is never read transposed (its gradient neither)
-    return torch.bmm(attn.softmax(dim=-1), v.transpose(1, 2)).transpose(1, 2)
+    return torch.bmm(attn, v.transpose(1, 2)).transpose(1, 2)
 
 
 def chunked_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float, bias=None,

@@ -36,11 +36,23 @@ map read transposed as (B, H·W, C) token rows: one GEMM whose output rows are t
 no window partition copy: every query, key and value head slice is copied once, straight from those rows into the
 head-major layout the attention product takes (one ``index_select`` of rows over the batch; traced, a
 ``torch.gather`` along the row axis with the batch axis kept), and the attention output goes back to image-ordered
-token rows the same way. LePE runs channels last on the value channels (one copy of their rows), and the output
-projection is ``Wo · outᵀ``, which lands channels first. Reference formulation
-(:class:`BiLevelRoutingAttentionReference`, ``spec.reference``): the official module restated in plain torch
-(channels-last tokens, window partition, routing, ``torch.gather`` of whole windows, attention, LePE, ``wo``), which
-the fast path is tested against.
+token rows the same way. The token attention of every head and window is one call of
+:func:`~.attention.heads_attention` on (B, heads · n_win², tokens, head dim) problems, whose form
+:func:`~.attention.heads_form` picks: on CUDA the fused SDPA kernels at every size; on CPU (rules measured on 2 cores)
+SDPA from 4,096 query×key pairs per window (P3 and P4 of a 640 input), the explicit matrix below (P5). LePE runs
+channels last on the value channels (one copy of their rows), and the output projection is ``Wo · outᵀ``, which
+lands channels first.
+
+Memory: a window's w² queries attend to ``topk · w²`` keys, where ``w² = H·W / n_win²`` grows with the map, so the
+official module's score matrices hold ``B · heads · topk · (H·W)² / n_win²`` numbers — quadratic in tokens (at P3 of
+a 640 input, batch 16: 2.1 GB in fp32, its training step 6.7 GB on 2 CPU cores). The fused kernels hold none:
+training memory linear in tokens on CUDA, and on CPU wherever SDPA runs (at P3 and P4 of a 640 input; the explicit
+scores that remain are below 4,096 pairs per window, or 256 MB per call). Measured on 2 CPU cores (``yolo-attn
+bench``, fp32): at P3 of YOLOv8n 0.20–0.36× the official module's time and 0.11–0.12× its peak memory.
+
+Reference formulation (:class:`BiLevelRoutingAttentionReference`, ``spec.reference``): the official module restated
+in plain torch (channels-last tokens, window partition, routing, ``torch.gather`` of whole windows, attention, LePE,
+``wo``), which the fast path is tested against.
 
 Export: routing is ``torch.topk`` + ``torch.gather`` (traced: index arithmetic cast through int32, which coremltools
 needs; products and adds instead of ``baddbmm``). TorchScript, ONNX, OpenVINO (fp32, INT8), LiteRT and CoreML export
@@ -58,6 +70,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._checks import LayerArgumentError, check_bool, check_divisible, check_int, check_positive_float
+from .attention import heads_attention
 from .registry import LayerTests, load_weights, register_module
 
 __all__ = ["BRA", "BiLevelRoutingAttentionReference", "QKVLinear", "TopkRouting", "KVGather"]
@@ -231,13 +244,12 @@ class BRA(nn.Module):
         def part(first: int, e: int) -> torch.Tensor:  # the rows of each head's slice within a token: (1, m, 1, e)
             return first + heads * e + torch.arange(e, device=x.device)
 
-        q = _take(rows, perm.view(1, 1, N, 1) * R + part(0, eq)).view(B, m * p2, w2, dq) * self.scale
+        q = _take(rows, perm.view(1, 1, N, 1) * R + part(0, eq)).view(B, m * p2, w2, dq)
         kv_tok = perm[idx.unsqueeze(-1) * w2 + torch.arange(w2, device=x.device)].reshape(B, 1, -1, 1) * R
         L = self.topk * w2  # keys per query
         k = _take(rows, kv_tok + part(qk // d, eq)).view(B, m * p2, L, dq)  # routed windows' keys, window by window
         v = _take(rows, kv_tok + part(2 * qk // d, ev)).view(B, m * p2, L, dv)
-        attn = (q @ k.transpose(-2, -1)).softmax(dim=-1)  # (B, m·p², w², topk·w²)
-        out = attn @ v  # (B, m·p², w², dv)
+        out = heads_attention(q, k, v, self.scale)  # softmax(q·scale @ kᵀ) @ v: (B, m·p², w², dv)
         # back to image-ordered token rows, channels last: (B, N, C)
         back = (heads.view(1, 1, m, 1) * N + inv.view(1, N, 1, 1)) * ev + torch.arange(ev, device=x.device)
         out = _take(out.reshape(B, m * N * ev, d), back).view(B, N, C)

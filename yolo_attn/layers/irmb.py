@@ -50,10 +50,15 @@ Differs:
   Ultralytics' ``eps=1e-3, momentum=0.03`` (the official module's too); the reference takes the layer's settings.
 
 Fast path (eager): the 1×1 convolutions run on the windowed map as in the official module, but q and k as two
-convolutions whose outputs are (windows·heads, d, N) *views* (no rearranged copies of q, k, v); scores with one
-``bmm`` (scaled in place), softmax, and ``v @ attnᵀ`` with one ``bmm`` that returns channels-first windows, so the
-window reverse is the only copy back (the official module makes five rearranged/``contiguous`` copies and pads even
-when nothing is padded). Without autograd the residual additions are in place. Traced (export): the same math with
+convolutions whose outputs are (windows·heads, d, N) *views* (no rearranged copies of q, k, v); the attention of all
+windows and heads is one call of :func:`~.attention.channels_first_attention`, in the form
+:func:`~.attention.attention_form` picks: on CUDA the fused SDPA kernels (one kernel, scores in fp32 without casts),
+on CPU (rules measured on 2 cores) one ``bmm`` (scaled in place), softmax and one ``bmm`` for 7×7 windows; the window
+reverse reads the result in place and is the only copy back (the official module makes five rearranged/
+``contiguous`` copies and pads even when nothing is padded). With ``attn_drop > 0`` in training the explicit matrix
+is kept (dropout acts on it). Memory: a window holds ``window_size²`` tokens whatever the map size, so the scores
+are ``B · heads · H·W · window_size²`` numbers — linear in tokens on every device (none held by CUDA's fused
+kernels). Without autograd the residual additions are in place. Traced (export): the same math with
 tensors of at most 4 dimensions, batch first (the window split in two 4-D steps), padding always recorded so that
 one trace serves every map size. Reference formulation (:class:`iRMBReference`, ``spec.reference``): the official
 module restated plainly (einops rearranges written as view/permute), which the fast path is tested against.
@@ -73,6 +78,7 @@ from torch import nn
 
 from ._checks import (LayerArgumentError, check_bool, check_divisible, check_int, check_odd_kernel,
                       check_positive_float, largest_divisor)
+from .attention import channels_first_attention
 from .conv_bn import ConvBN
 from .registry import LayerTests, load_weights, register_module
 
@@ -269,10 +275,12 @@ def _windows(x: torch.Tensor, ws: int, n1: int, n2: int) -> torch.Tensor:
     return x.contiguous()  # a no-op unless the copy was skipped (one window) or x was channels-last (ln_2d)
 
 
-def _unwindows(x: torch.Tensor, B: int, ws: int, n1: int, n2: int) -> torch.Tensor:
-    """``(b n1 n2) c h1 w1 -> b c (h1 n1) (w1 n2)``: one copy."""
-    C = x.shape[1]
-    return x.view(B, n1, n2, C, ws, ws).permute(0, 3, 4, 1, 5, 2).reshape(B, C, ws * n1, ws * n2)
+def _unwindows(x: torch.Tensor, B: int, ws: int, n1: int, n2: int, heads: int) -> torch.Tensor:
+    """``(b n1 n2 heads) d (h1 w1) -> b (heads d) (h1 n1) (w1 n2)``: one copy, whatever the strides of ``x`` (the
+    attention forms return channels-first views of token-major results: splitting dims is always a view)."""
+    d = x.shape[1]
+    x = x.unflatten(0, (B, n1, n2, heads)).unflatten(-1, (ws, ws))  # (B, n1, n2, heads, d, ws, ws)
+    return x.permute(0, 3, 4, 5, 1, 6, 2).reshape(B, heads * d, ws * n1, ws * n2)
 
 
 def _windows_4d(x: torch.Tensor, ws: int) -> torch.Tensor:
@@ -507,8 +515,12 @@ class iRMB(nn.Module):  # noqa: N801 - the official class name
         q, k, v = self._qk_v(_windows(x, ws, n1, n2))  # (B·n1·n2, c, ws, ws)
         bw, heads, n = q.shape[0], self.num_head, ws * ws
         # (reshape: a convolution may return channels-last strides, e.g. after a channels-last input)
-        out = self._attend(q.reshape(bw * heads, -1, n), k.reshape(bw * heads, -1, n), v.reshape(bw * heads, -1, n))
-        out = _unwindows(out.view(bw, -1, ws, ws), B, ws, n1, n2)
+        q, k, v = (t.reshape(bw * heads, -1, n) for t in (q, k, v))  # (windows·heads, d, N)
+        if self.attn_drop > 0 and self.training:  # dropout on the attention weights: the explicit matrix
+            out = self._attend(q, k, v)
+        else:  # the form attention_form picks (CUDA: fused SDPA; CPU: one bmm, softmax, one bmm at 7×7 windows)
+            out = channels_first_attention(q, k, v, self.scale, fp32_scores=True)
+        out = _unwindows(out, B, ws, n1, n2, heads)
         if pad_b or pad_r:
             out = out[:, :, :H, :W]
         return self.v(out) if self.attn_pre else out
