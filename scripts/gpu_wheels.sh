@@ -9,7 +9,7 @@
 # Each at the version installed in .venv when there is one (the tested one), else the newest, except polars (SIZED
 # below). --no-deps, --only-binary=:all:, so nothing is built and nothing else is fetched.
 # Size: the working tree and the carried .whl/ must stay under the device tool's 64 MiB together (the checkout is
-# ~10 MB). polars 2.x splits into polars + polars-runtime-32 (54 MB); polars 0.20.31, the oldest line ultralytics
+# ~20 MB). polars 2.x splits into polars + polars-runtime-32 (54 MB); polars 0.20.31, the oldest line ultralytics
 # 8.4 accepts (>=0.20.0), is one 29 MB wheel and does what ultralytics calls (read_csv(...).to_dict(as_series=False),
 # DataFrame(..., schema=...), map_elements(return_dtype=pl.String), selectors), checked with 8.4.190.
 #

@@ -97,8 +97,11 @@ def test_inprocess_layer_rows_have_all_three_variants(official):
     """The runner ``--device cuda`` uses (every row in this process), with device="cpu", each shipped layer at one
     small shape: rows with fast, textbook and official timings and peaks."""
     layers = ("CGA", "SHSA")  # the runner is the same for every layer; each layer's counterpart: the parity test
+    seen = []  # what a run stopped by a time limit has kept: the rows so far, after each row
     rows = bench.run_layers_inprocess("cpu", [SMALL], ["fp32"], layers, cases=((1, "infer"), (2, "train")),
-                                      official=official, max_textbook_gb=1.0, log=lambda s: None, **FAST)
+                                      official=official, max_textbook_gb=1.0, log=lambda s: None,
+                                      on_row=lambda so_far: seen.append(list(so_far)), **FAST)
+    assert [len(s) for s in seen] == [1, 2, 3, 4] and seen[-1] == rows
     assert [(r.layer, r.batch, r.mode) for r in rows] == [(n, b, m) for n in layers for b, m in ((1, "infer"),
                                                                                                   (2, "train"))]
     for r in rows:

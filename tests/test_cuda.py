@@ -189,7 +189,7 @@ def test_bra_p3_batch16_training_memory_holds_no_score_matrix():
 
 
 def test_fused_sdpa_past_the_grid_limit():
-    """70,000 problems in one call (e.g. CGA's windows at P3 from batch 486): split at 65,535 along the batch dim,
+    """70,000 problems in one call (e.g. CGA's windows at P3 from batch 456): split at 65,535 along the batch dim,
     the result equal to the math kernel's, which has no such limit."""
     from torch.nn.attention import SDPBackend, sdpa_kernel
 

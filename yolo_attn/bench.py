@@ -595,10 +595,10 @@ def layer_shapes(models=("n", "s"), levels=None) -> list[tuple[str, str, int, in
 
 def run_layers_inprocess(device: str, shapes, dtypes, layers=LAYER_NAMES, cases=GPU_CASES, official=None, *,
                          min_reps: int, max_reps: int, budget_s: float, max_textbook_gb: float,
-                         log=print) -> list[LayerRow]:
+                         log=print, on_row=None) -> list[LayerRow]:
     """Every dtype × shape (``(model, level, channels, side)``) × layer × case (``(batch, mode)``) on ``device``, each
     row by :func:`measure_layer` in this process (fast, textbook and, with the namespace ``official``, official),
-    memory freed between rows."""
+    memory freed between rows; ``on_row`` is called with the rows so far after each."""
     rows = []
     for dtype_name in dtypes:
         for model, level, c, side in shapes:
@@ -608,6 +608,8 @@ def run_layers_inprocess(device: str, shapes, dtypes, layers=LAYER_NAMES, cases=
                                               max_reps, budget_s, max_textbook_gb, official=official))
                     _free(device)
                     log(_row_line(rows[-1]))
+                    if on_row is not None:
+                        on_row(rows)
     return rows
 
 
@@ -908,10 +910,18 @@ def run_gpu(device: str, layers, run: dict, skip=(), official_path=None, max_tex
     _warm_up(device)
     if "layers" not in skip:
         log("layers (fast path vs textbook vs official, in this process):")
-        t = time.perf_counter()
+        t = saved = time.perf_counter()
+
+        def partial(rows: list) -> None:  # the rows so far, every 20 s: a run stopped by a time limit keeps them
+            nonlocal saved
+            if time.perf_counter() - saved > 20:
+                done("layers", [asdict(r) for r in rows], t)
+                saved = time.perf_counter()
+
         rows = run_layers_inprocess(device, shapes or layer_shapes(run["models"]), dtypes or run["dtypes"], layers,
                                     official=official, min_reps=run["min_reps"], max_reps=run["max_reps"],
-                                    budget_s=run["budget_s"], max_textbook_gb=max_textbook_gb, log=log)
+                                    budget_s=run["budget_s"], max_textbook_gb=max_textbook_gb, log=log,
+                                    on_row=partial)
         done("layers", [asdict(r) for r in rows], t)
     if "models" not in skip:
         log(f"models (stock YOLOv8n, after-SPPF configs, yolov8n-shsa-neck; {imgsz}):")
