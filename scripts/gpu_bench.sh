@@ -13,6 +13,12 @@
 #
 # With this workplace's device tool: run(command="bash scripts/gpu_bench.sh", carry=[".whl"], timeout_s=600); then,
 # here, `cp <files_at>/gpu_results.json benchmarks/ && python scripts/bench_report.py --from-json` renders the section.
+# Fourteen layers × 6 shapes × 3 cases × 3 precisions and the compile rows may not fit one 600 s call: split the run,
+# the figures of a call stopped by the limit are kept (the layer table is saved every 20 s, compile rows one by one):
+#   1. run(command="bash scripts/gpu_bench.sh --dtypes fp32,fp16 --skip compile", carry=[".whl"], timeout_s=600)
+#      then here: cp <files_at>/gpu_results.json benchmarks/   (the second call carries it with the working tree)
+#   2. run(command="CUDA_TESTS=0 bash scripts/gpu_bench.sh --skip layers,models --keep benchmarks/gpu_results.json",
+#          carry=[".whl"], timeout_s=600)   -> one section: this call's compile rows with the first call's parts
 # Environment: PYTHON (default python3), CUDA_TESTS=0 skips step 2, TEST_TIMEOUT (s, default 150) bounds it.
 set -uo pipefail
 cd "$(dirname "$0")/.."

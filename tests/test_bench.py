@@ -211,6 +211,26 @@ def test_from_json_replaces_only_the_gpu_section(gpu_json, tmp_path):
     assert report.read_text(encoding="utf-8") == text  # idempotent
 
 
+def test_a_run_split_over_two_calls_renders_one_section(gpu_json):
+    """``--skip layers,models --keep PATH`` (a second call within a device's time limit): the parts this call
+    skipped come from the first call's figures, the section says so, and the checks read all parts."""
+    first = json.loads(gpu_json.read_text())
+    second = {**first, "meta": {**first["meta"], "command": "bench_report.py --device cuda --skip layers,models",
+                                "date": "later", "wall_parts_s": {"compile": 61.0}}, "layers": [], "models": []}
+    merged = bench_report.keep_parts(second, first, {"layers", "models"}, gpu_json)
+    assert merged["layers"] == first["layers"] and merged["models"] == first["models"]
+    assert merged["compile"] == second["compile"] and second["layers"] == []  # this call's data untouched
+    assert merged["meta"]["wall_parts_s"] == {"compile": 61.0, **{p: first["meta"]["wall_parts_s"][p]
+                                                                  for p in ("layers",) if p in
+                                                                  first["meta"]["wall_parts_s"]}}
+    section = bench_report.render_gpu_section(merged, gpu_json)
+    assert "| SHSA | yolov8n | P5 | 32 @ 8×8 | 1 | infer |" in section
+    assert (f"The layers and models parts come from an earlier call on the same device, "
+            f"`{first['meta']['command']}` on {first['meta']['date']}") in section
+    assert bench_report.gpu_checks(merged) == bench_report.gpu_checks(first)  # same figures, same verdicts
+    assert "earlier call" not in bench_report.render_gpu_section(first, gpu_json)
+
+
 def test_from_json_adds_the_markers_at_the_end_when_missing(gpu_json, tmp_path):
     report = tmp_path / "r.md"
     report.write_text("# Benchmarks\n\nCPU tables\n", encoding="utf-8")
