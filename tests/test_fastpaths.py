@@ -166,6 +166,25 @@ def test_bra_both_forms_match_reference(form, qk_dim, monkeypatch):
         assert q.shape[-1] == k.shape[-1] == v.shape[-1] == (qk_dim or 16) // 2  # CPU: one head dim for q, k, v
 
 
+def test_bra_textbook_estimate_counts_its_score_matrices():
+    """BRA declares ``textbook_bytes`` (what the benchmark skips textbook rows by): its reference's largest tensor
+    softmax runs over the score matrix of every head and window, w² queries × topk · w² keys — quadratic in tokens
+    — and the estimate is that matrix and its softmax in fp32 (inference); the fast path at a size where the CPU
+    takes SDPA runs no softmax."""
+    layer = randomize_(BRA(64), 14).eval()  # 8 heads, 7×7 windows, topk 4
+
+    def softmax_sizes(module, x):
+        return [n for name, n in op_log(module, x).ops if name == "_softmax"]
+
+    for side in (14, 21):  # windows of 2×2 and 3×3 tokens
+        x = torch.randn(2, 64, side, side, generator=torch.Generator().manual_seed(side))
+        w2 = (side // 7) ** 2
+        scores = 2 * 8 * 49 * w2 * 4 * w2
+        assert softmax_sizes(reference(layer), x) == [2 * 49 * 4, scores]  # routing weights, then the tokens
+        assert spec_of(layer).textbook_bytes(64, side, 2, False) == scores * 4 * 2
+    assert softmax_sizes(layer, torch.randn(1, 64, 56, 56)) == []  # 8×8-token windows: 4,096 pairs per problem
+
+
 def test_fused_sdpa_splits_calls_past_the_grid_limit(monkeypatch):
     """Where the fused kernels' CUDA grid limits the batch and head dims (65,535), calls are split along them and
     the parts concatenated: the same result as one call, a per-problem mask split with them, a broadcast one kept.

@@ -473,6 +473,9 @@ register_module(
     paper="BiFormer, CVPR 2023",
     official_code="rayleizhu/BiFormer `ops/bra_legacy.py` `BiLevelRoutingAttention`",
     reference=_bra_reference,
+    # scores (and their softmax; training keeps a third) of the default 8 heads × 7² windows, each w² queries over
+    # topk · w² = 4 · w² keys: quadratic in tokens (P3 of a 640 input, batch 16: 4.2 GB inference, 6.2 GB training)
+    textbook_bytes=lambda c, side, batch, train: batch * 8 * 49 * (-(-side // 7)) ** 4 * 4 * 4 * (3 if train else 2),
     official_module=_official_bra,
     maps_caption="softmax attention of the query point over its top-k routed windows, mean over heads",
     unsupported_formats={"ncnn": "torch.topk, the top-k window routing (pnnx leaves it as a torch operator; ncnn has "
