@@ -750,19 +750,18 @@ def main(argv: list[str] | None = None) -> int:
                 ap.error(f"--keep {args.keep}: recorded on {kept['meta'].get('device')!r}, this run is on {here!r}; "
                          "one section holds the figures of one device")
 
-        def save(data: dict) -> None:  # after each part, so a run stopped later keeps what it measured
+        def save(data: dict) -> dict:  # after each part, so a run stopped later keeps what it measured
             if kept is not None:
                 data = keep_parts(data, kept, skip, args.keep)
             gpu_json.parent.mkdir(parents=True, exist_ok=True)
             gpu_json.write_text(json.dumps(data, indent=1), encoding="utf-8")
             write_section(out, render_gpu_section(data, gpu_json))
+            return data  # what was written: with the kept parts
 
         data = run_gpu("cuda", layers, GPU_RUNS["quick" if args.quick else "full"], skip, official,
                        40.0 if args.max_textbook_gb is None else args.max_textbook_gb, dtypes, command, log,
                        on_part=save)
-        save(data)
-        if kept is not None:
-            data = keep_parts(data, kept, skip, args.keep)
+        data = save(data)
         log(f"\nwrote the GPU section of {out} and {gpu_json} in {data['meta']['wall_s'] / 60:.1f} min")
         for c in gpu_checks(data):
             log(f"  [{_verdict(c['met']).strip('*')}] {c['target']}: {c['figures']}")

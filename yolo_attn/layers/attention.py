@@ -229,12 +229,10 @@ def heads_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: fl
     in the form :func:`heads_form` picks; returns (B, H, N, dv).
 
     The explicit form scales ``q`` (N·d products, not the N×M scores), as the official BRA does; ``"sdpa"``:
-    :func:`fused_sdpa` with head dims padded as the device's fused kernels need (:func:`sdpa_inputs`)."""
+    :func:`sdpa_attention`."""
     if heads_form(q, k, v) == "explicit":
         return ((q * scale) @ k.transpose(-2, -1)).softmax(dim=-1) @ v
-    q, k, v, _, dv = sdpa_inputs(q, k, v)
-    out = fused_sdpa(q, k, v, None, scale)
-    return out[..., :dv] if out.shape[-1] != dv else out
+    return sdpa_attention(q, k, v, scale)
 
 
 def fused_sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask, scale: float) -> torch.Tensor:
@@ -324,10 +322,13 @@ def _next_channels(a: torch.Tensor, b: torch.Tensor) -> bool:
 
 
 def sdpa_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float, bias=None) -> torch.Tensor:
-    """Same result as :func:`explicit_attention` for token-major (B, N, d) inputs through
-    ``F.scaled_dot_product_attention`` on 4-D inputs laid out by :func:`sdpa_inputs`; returns (B, N, dv)."""
+    """Same result as :func:`explicit_attention` for token-major (B, N, d) inputs (or 4-D (B, H, N, d) ones without a
+    bias) through :func:`fused_sdpa` on 4-D inputs laid out by :func:`sdpa_inputs`; returns (B, N, dv) (or (B, H,
+    N, dv))."""
+    heads = q.dim() == 4
     q, k, v, mask, dv = sdpa_inputs(q, k, v, bias)
-    out = fused_sdpa(q, k, v, mask, scale).squeeze(1)  # (B, N, dv')
+    out = fused_sdpa(q, k, v, mask, scale)  # (B, H, N, dv')
+    out = out if heads else out.squeeze(1)
     return out[..., :dv] if out.shape[-1] != dv else out
 
 
