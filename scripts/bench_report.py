@@ -7,6 +7,7 @@ the repository; not part of the wheel.
     python scripts/bench_report.py --quick     # smoke run (~2 min): YOLOv8n shapes, batch 1 -> benchmarks/quick.md
     python scripts/bench_report.py --device cuda [--official PATH]   # GPU section (a few minutes)
     python scripts/bench_report.py --from-json benchmarks/gpu_results.json         # re-render it, measuring nothing
+    python scripts/bench_report.py --render-cpu      # the CPU report again from benchmarks/results.json, no measuring
     python scripts/bench_report.py --device cuda --skip layers,models --keep benchmarks/gpu_results.json
                                                # a GPU run in two calls: this one adds torch.compile to the first's
 
@@ -39,7 +40,7 @@ from pathlib import Path
 
 from yolo_attn.bench import (_AMP, LAYER_NAMES, DeviceModelRow, LayerRow, ModelRow, OfficialLayerRow, Timing, _mb,
                              REFERENCE, _ms, _pct, _py_last_line, _row_line, _row_spec, _x, cpu_name,
-                             measure_isolated, run_gpu, run_layers, run_models)
+                             measure_isolated, run_gpu, run_layers, run_models, same_operators)
 from yolo_attn.layers.registry import discover, find
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -138,8 +139,9 @@ def _below_noise(r: LayerRow, speedup: float | None = None) -> bool:
 
 
 def _recheck(r: LayerRow) -> bool:
-    """Whether a CPU fp32 row is re-run (:data:`RECHECKS` times): slower than textbook by more than the noise."""
-    return r.device == "cpu" and r.dtype == "fp32" and _below_noise(r)
+    """Whether a CPU fp32 row is re-run (:data:`RECHECKS` times): slower than textbook by more than the noise, with a
+    textbook form that differs from the fast path (a row of identical code is not judged: ``LayerRow.same_code``)."""
+    return r.device == "cpu" and r.dtype == "fp32" and not r.same_code and _below_noise(r)
 
 
 def evaluate_targets(layer_rows: list[LayerRow], model_rows: list[ModelRow], startup: dict | None,
@@ -167,7 +169,8 @@ def evaluate_targets(layer_rows: list[LayerRow], model_rows: list[ModelRow], sta
                     "met": r.speedup >= 5 and r.mem_ratio <= 0.25,
                     "figures": f"inference {_ms(r.fast_s)} ms vs {_ms(r.textbook_s)} ms = {_x(r.speedup)} faster; "
                                f"peak memory {r.mem_ratio:.3f} of textbook"})
-    measured = [r for r in cpu32 if r.speedup is not None]
+    measured = [r for r in cpu32 if r.speedup is not None and not r.same_code]
+    same = [r for r in cpu32 if r.speedup is not None and r.same_code]
     if measured:
         slower = [r for r in measured if _below_noise(r, r.verdict_speedup)]
         noise = [r for r in measured if r.verdict_speedup < 1 and r not in slower]
@@ -192,6 +195,8 @@ def evaluate_targets(layer_rows: list[LayerRow], model_rows: list[ModelRow], sta
         if skipped:
             figures += (f"; {len(skipped)} rows without a textbook figure (token×token matrices too large to run, "
                         f"see the table)")
+        if same:
+            figures += "; " + _same_code_figures(same)
         out.append({"target": "Every layer at every YOLOv8n/s shape (CPU, fp32): no slower than textbook",
                     "met": not slower, "figures": figures})
     cpu_models = [r for r in model_rows if r.device == "cpu"]
@@ -213,6 +218,19 @@ def evaluate_targets(layer_rows: list[LayerRow], model_rows: list[ModelRow], sta
     return out
 
 
+def _same_code_figures(rows: list[LayerRow]) -> str:
+    """The rows not judged because fast and textbook run the same operators, by layer, with their speed-up range."""
+    by_mode = {}
+    for r in rows:
+        by_mode.setdefault(r.layer, set()).add(r.mode)
+    names = ", ".join(n + ("" if modes == {"infer", "train"} else f" ({'/'.join(sorted(modes))})")
+                      for n, modes in by_mode.items())
+    sp = sorted(r.speedup for r in rows)
+    return (f"not judged: {len(rows)} rows whose fast path and textbook form dispatch the same operators (no separate "
+            f"textbook form at that shape: {names}), speed-ups {_x(sp[0])}–{_x(sp[-1])}, median "
+            f"{_x(statistics.median(sp))} — the timing's noise on identical code")
+
+
 # ----------------------------------------------------------------------------------------------------------------------
 # the CPU report
 # ----------------------------------------------------------------------------------------------------------------------
@@ -231,13 +249,14 @@ def _layer_table(rows: list[LayerRow]) -> list[str]:
         lines.append(
             _shape_cells(r) + f"{_ms(r.fast_s)}{_pct(r.fast_s, r.fast_iqr_s)} | "
             f"{_ms(r.textbook_s)}{_pct(r.textbook_s, r.textbook_iqr_s) if r.textbook_s else ''} | "
-            f"{_x(r.speedup)} | {_mb(r.fast_peak)} | {_mb(r.textbook_peak)} | "
-            f"{'-' if r.mem_ratio is None else f'{r.mem_ratio:.3f}'} |")
+            f"{_x(r.speedup)}{' (same code)' if r.same_code else ''} | {_mb(r.fast_peak)} | "
+            f"{_mb(r.textbook_peak)} | {'-' if r.mem_ratio is None else f'{r.mem_ratio:.3f}'} |")
     return lines
 
 
 def write_report(path: Path, meta: dict, layer_rows, model_rows, startup, targets, plot_path: Path | None) -> None:
-    L = ["# Benchmarks", "", f"Generated by `{meta['command']}` on {meta['date']} in {meta['wall_s'] / 60:.1f} min. "
+    L = ["# Benchmarks", "", f"Generated by `{meta['command']}` on {meta['date']} in {meta['wall_s'] / 60:.1f} min"
+         + (f"; {meta['rendered']}" if meta.get("rendered") else "") + ". "
          "Regenerate everything (this file, the plot, the raw JSON) with that one command; "
          "`python scripts/bench_report.py --quick` is a two-minute smoke run that writes `benchmarks/quick.md` "
          "instead.", "",
@@ -252,9 +271,10 @@ def write_report(path: Path, meta: dict, layer_rows, model_rows, startup, target
           "- **Layers**: each layer at the P3/P4/P5 feature maps of YOLOv8n and YOLOv8s at 640 (channels @ side), with "
           "the arguments the shipped configs use there (CGA `[4, 16, 7, 5]`; FLA `[8, side, 3, 5]`, its native "
           "grid; LSKA k = 53/41/23 at P3/P4/P5; SHSA `[16]`, pdim = C/4). *fast* is the default forward; "
-          "*textbook* is the same layer (same weights) inside `with yolo_attn.layers.textbook():` — explicit "
-          "attention matrices (SHSA, CGA), a Python loop over CGA's windows, FLA in the quadratic order "
-          "(φ(q)φ(k)ᵀ first), LSKA with the official `clone()`. *infer*: eval mode under `torch.no_grad()`, fast "
+          "*textbook* is the same layer (same weights) inside `with yolo_attn.layers.textbook():`, which sends "
+          "every softmax attention through its explicit form (the score matrix materialised, softmax, product: "
+          "SHSA, CGA, iRMB, BRA, whatever the dispatch would pick); layers without a softmax attention (FLA's "
+          "linear attention, LSKA, SE, ...) run the same code in both, marked *same code* below. *infer*: eval mode under `torch.no_grad()`, fast "
           "path fused with `yolo_attn.layers.fuse_layers` (BatchNorm folded), textbook unfused. *train*: train mode, "
           "forward + backward of the mean, gradients reset each step; both unfused.",
           f"- **Timing**: one profiled call (peak memory) and one warm-up call per variant, then rounds that call "
@@ -264,7 +284,11 @@ def write_report(path: Path, meta: dict, layer_rows, model_rows, startup, target
           f"`{meta['json']}`. A row counts as slower than textbook only when its speed-up is below 1 by more than "
           f"the larger of {NOISE_FLOOR:.0%} and its spread; rows below 1.00× within that are listed as noise. A row "
           f"below by more is measured {RECHECKS} more times, each in a fresh interpreter, and judged on the median "
-          "speed-up of all its runs (the table shows the first run; the targets table lists the re-runs).",
+          "speed-up of all its runs (the table shows the first run; the targets table lists the re-runs). A row whose "
+          "fast and textbook variants dispatch the same operators on the same shapes (traced once with fake tensors, "
+          "`yolo_attn.bench.same_operators`: a layer with no separate textbook form, such as SE or LSKA, or a "
+          "training row where the fast path differs only by folding BatchNorm) is marked *same code* and not judged: "
+          "its speed-up is the timing's noise on identical code, and the targets table gives its range.",
           "- **Isolation**: every layer row runs in its own fresh interpreter. The explicit (textbook) forms allocate "
           "score matrices far above glibc's mmap threshold, so in a default process every call maps fresh memory "
           "and page-faults it in — SHSA at P3 of YOLOv8n: three 164 MB matrices, ~122,000 minor faults per call, "
@@ -687,6 +711,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--from-json", nargs="?", const=GPU_JSON.as_posix(), default=None, metavar="PATH",
                     help="write the GPU section from recorded figures, measuring nothing (default "
                          f"{GPU_JSON.as_posix()}; when that file does not exist: the 'not measured' section)")
+    ap.add_argument("--render-cpu", nargs="?", const="benchmarks/results.json", default=None, metavar="PATH",
+                    help="rewrite the CPU report (BENCHMARKS.md, the plot, the targets in PATH) from the figures "
+                         "recorded at PATH (default benchmarks/results.json), measuring nothing: after a change to "
+                         "how the figures are judged or rendered")
     ap.add_argument("--dtypes", default=None, help="GPU layer precisions, comma-separated (default fp32,fp16,bf16; "
                                                    "--quick: fp32,fp16)")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
@@ -710,6 +738,9 @@ def main(argv: list[str] | None = None) -> int:
         write_section(out, render_gpu_section(data, args.from_json))
         print(f"wrote the GPU section of {out} from {args.from_json}" if data is not None else
               f"{args.from_json} does not exist: wrote the 'not measured' GPU section of {out}")
+        return 0
+    if args.render_cpu is not None:
+        _render_cpu(Path(args.render_cpu), out, Path(args.plot or "benchmarks/latency.png"), gpu_json)
         return 0
     discover()
     layers = []
@@ -800,7 +831,6 @@ def _main_cpu(args, layers, skip, out: Path, gpu_json: Path, command: str, log) 
     if "startup" not in skip:
         log("start-up:")
         startup = run_startup(cfg["su_reps"], log=log)
-    targets = evaluate_targets(layer_rows, model_rows, startup, resident)
     import ultralytics
 
     meta = {
@@ -812,6 +842,15 @@ def _main_cpu(args, layers, skip, out: Path, gpu_json: Path, command: str, log) 
         "min_reps": cfg["min_reps"], "max_reps": cfg["max_reps"], "budget_s": cfg["budget_s"],
         "max_textbook_gb": max_textbook_gb, "tp_batch": cfg["tp_batch"], "json": str(js),
     }
+    _write_cpu(out, plot, js, gpu_json, meta, layer_rows, model_rows, startup, resident, log)
+    log(f"(measured in {meta['wall_s'] / 60:.1f} min)")
+
+
+def _write_cpu(out: Path, plot: Path, js: Path, gpu_json: Path, meta: dict, layer_rows, model_rows, startup,
+               resident, log=print) -> None:
+    """The CPU report from its figures: targets judged, ``out`` rewritten (its generated sections kept), the plot and
+    the raw JSON written."""
+    targets = evaluate_targets(layer_rows, model_rows, startup, resident)
     plot_path = write_plot(plot, layer_rows) if layer_rows else None
     old = out.read_text(encoding="utf-8") if out.is_file() else ""
     write_report(out, meta, layer_rows, model_rows, startup, targets, plot_path)
@@ -820,9 +859,24 @@ def _main_cpu(args, layers, skip, out: Path, gpu_json: Path, command: str, log) 
     js.write_text(json.dumps({"meta": meta, "targets": targets, "layers": [asdict(r) for r in layer_rows],
                               "models": [asdict(r) for r in model_rows], "startup": startup,
                               "shsa_p3_resident": None if resident is None else asdict(resident)}, indent=1))
-    log(f"\nwrote {out}, {plot_path or '(no plot)'}, {js} in {meta['wall_s'] / 60:.1f} min")
+    log(f"\nwrote {out}, {plot_path or '(no plot)'}, {js}")
     for t in targets:
         log(f"  [{'met' if t['met'] else 'MISSED'}] {t['target']}: {t['figures']}")
+
+
+def _render_cpu(js: Path, out: Path, plot: Path, gpu_json: Path) -> None:
+    """``--render-cpu``: the CPU report again from the figures recorded at ``js``, measuring nothing. Rows recorded
+    before ``LayerRow.same_code`` existed get it now (:func:`yolo_attn.bench.same_operators`, fake tensors)."""
+    data = json.loads(js.read_text(encoding="utf-8"))
+    layer_rows = [LayerRow(**r) for r in data["layers"]]
+    for r in layer_rows:
+        if r.device == "cpu" and r.same_code is None:
+            r.same_code = same_operators(r.layer, r.channels, r.side, r.batch, r.mode, r.level)
+    resident = data.get("shsa_p3_resident")
+    meta = {**data["meta"], "rendered": f"judged and rendered again by `python scripts/bench_report.py "
+                                        f"--render-cpu` on {_dt.datetime.now():%Y-%m-%d %H:%M} (no new measurement)"}
+    _write_cpu(out, plot, js, gpu_json, meta, layer_rows, [ModelRow(**r) for r in data.get("models", [])],
+               data.get("startup"), None if resident is None else LayerRow(**resident))
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ BENCHMARKS.md (``--from-json``, the placeholder)."""
 
 from __future__ import annotations
 
+import copy
 import json
 import shutil
 import types
@@ -17,6 +18,7 @@ import bench_report
 from conftest import BUILTIN, ROOT, randomize_, rel_err
 from yolo_attn import bench
 from yolo_attn.configs import insert
+from yolo_attn.layers import fuse_layers, textbook
 
 OFFICIAL_FILE = """
 # a file of official classes under their official names (here: the layer files' restatements)
@@ -117,6 +119,96 @@ def test_official_skipped_with_the_textbook_when_too_large(official):
                               official=official, **FAST)
     assert row.textbook_s is None and row.official_s is None and row.fast_s > 0
     assert row.note.startswith("textbook and official not run")
+
+
+def test_a_textbook_that_runs_the_fast_code_is_not_skipped_for_size():
+    """FLA's textbook form is its fast path (linear attention: no score matrix to materialise), so the quadratic
+    estimate of its reference does not skip it; the official (here the quadratic reference) still is skipped."""
+    row = bench.measure_layer("cpu", "fp32", *SMALL[:2], 32, 16, "FLA", 1, "infer", max_textbook_gb=0.0, **FAST)
+    assert row.same_code is True and row.textbook_s > 0 and row.note == ""
+
+
+@pytest.mark.parametrize("name, c, side, batch, mode, same", [
+    ("SE", 64, 20, 2, "infer", True),  # no attention form: textbook() changes nothing, no BatchNorm to fold
+    ("LSKA", 64, 20, 2, "train", True),
+    ("TripletAttention", 32, 20, 1, "infer", False),  # inference folds its BatchNorm into the convolutions
+    ("TripletAttention", 32, 20, 1, "train", True),  # training does not
+    ("SHSA", 64, 80, 1, "infer", False),  # SDPA against the explicit N×N matrix
+    ("BRA", 256, 20, 1, "infer", True),  # 9×36 per problem on CPU: the explicit form either way (heads_form)
+    ("BRA", 64, 80, 1, "infer", False),  # 144×576 per problem: SDPA
+])
+def test_same_operators_tells_identical_code(name, c, side, batch, mode, same):
+    """``same_operators`` (fake tensors at the row's shape) against what the layers do; where it says the code is the
+    same, the real fast and textbook outputs are bit-identical at a small size."""
+    assert bench.same_operators(name, c, side, batch, mode) is same
+    if same:
+        torch.manual_seed(0)
+        layer, x = bench.make_layer(name, c, side).train(mode == "train"), torch.randn(batch, c, side, side)
+        fast = copy.deepcopy(layer)
+        if mode == "infer":
+            fuse_layers(fast)
+        with torch.no_grad(), textbook():
+            expected = layer(x)
+        with torch.no_grad():
+            assert torch.equal(fast(x), expected)
+
+
+def _row(layer, speedup, same_code, mode="infer"):
+    return bench.LayerRow("cpu", "fp32", layer, "yolov8n", "P5", 256, 20, 16, mode, fast_s=1.0, fast_iqr_s=0.0,
+                          fast_peak=1, textbook_s=speedup, textbook_iqr_s=0.0, textbook_peak=1, reps=5,
+                          same_code=same_code)
+
+
+def test_rows_of_identical_code_are_not_judged():
+    """The no-slower-than-textbook target judges rows whose textbook form differs; a row of identical code is listed
+    apart with its speed-up range (the timing's noise), never re-run, and marked in the table."""
+    same, faster = _row("SE", 0.5, True), _row("SHSA", 1.2, False)
+    (target,) = [t for t in bench_report.evaluate_targets([same, faster], [], None) if "no slower" in t["target"]]
+    assert target["met"] and target["figures"].startswith("1 of 1 measured rows at or above 1.00×")
+    assert "not judged: 1 rows whose fast path and textbook form dispatch the same operators" in target["figures"]
+    assert "SE" in target["figures"] and "0.50×–0.50×" in target["figures"]
+    assert not bench_report._recheck(same) and bench_report._recheck(_row("SHSA", 0.5, False))
+    (target,) = [t for t in bench_report.evaluate_targets([same, _row("SHSA", 0.5, False)], [], None)
+                 if "no slower" in t["target"]]
+    assert not target["met"] and "slower: SHSA" in target["figures"]
+    table = "\n".join(bench_report._layer_table([same, faster]))
+    assert "| 0.50× (same code) |" in table and "| 1.20× |" in table
+
+
+def test_committed_cpu_report_is_what_the_code_renders(tmp_path):
+    """BENCHMARKS.md (its CPU part) and the targets in benchmarks/results.json are what the code renders and judges
+    from the recorded figures (``python scripts/bench_report.py --render-cpu`` after changing how they are judged)."""
+    data = json.loads((ROOT / "benchmarks/results.json").read_text(encoding="utf-8"))
+    report = tmp_path / "BENCHMARKS.md"
+    shutil.copy(ROOT / "BENCHMARKS.md", report)
+    resident = data["shsa_p3_resident"]
+    bench_report._write_cpu(report, tmp_path / "benchmarks/latency.png", tmp_path / "results.json",
+                            ROOT / bench_report.GPU_JSON, data["meta"], [bench.LayerRow(**r) for r in data["layers"]],
+                            [bench.ModelRow(**r) for r in data["models"]], data["startup"],
+                            resident and bench.LayerRow(**resident), log=lambda s: None)
+    assert report.read_text(encoding="utf-8") == (ROOT / "BENCHMARKS.md").read_text(encoding="utf-8")
+    assert json.loads((tmp_path / "results.json").read_text(encoding="utf-8"))["targets"] == data["targets"]
+
+
+def test_render_cpu_judges_recorded_rows_again(tmp_path):
+    """``--render-cpu`` rewrites the report from recorded figures without measuring; rows recorded before
+    ``same_code`` existed get it."""
+    data = json.loads((ROOT / "benchmarks/results.json").read_text(encoding="utf-8"))
+    rows = [r for r in data["layers"] if r["layer"] in ("SE", "SHSA") and r["model"] == "yolov8n"
+            and r["level"] == "P3" and r["batch"] == 1 and r["dtype"] == "fp32"]
+    for r in rows:
+        del r["same_code"]
+    js = tmp_path / "results.json"
+    js.write_text(json.dumps({**data, "layers": rows, "models": [], "startup": None, "shsa_p3_resident": None}))
+    out = tmp_path / "BENCHMARKS.md"
+    assert bench_report.main(["--render-cpu", str(js), "--out", str(out), "--plot", str(tmp_path / "p.png"),
+                              "--gpu-json", str(tmp_path / "none.json")]) == 0
+    judged = {(r["layer"], r["mode"]): r["same_code"] for r in json.loads(js.read_text())["layers"]}
+    assert judged == {("SE", "infer"): True, ("SE", "train"): True, ("SHSA", "infer"): False,
+                      ("SHSA", "train"): False}
+    text = out.read_text(encoding="utf-8")
+    assert "rendered again by `python scripts/bench_report.py --render-cpu`" in text and "(same code)" in text
+    assert bench_report.GPU_SECTION[0] in text and "not measured" in text
 
 
 @pytest.fixture(scope="module")

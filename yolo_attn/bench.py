@@ -45,7 +45,10 @@ import torch
 import torch._dynamo
 import torch.nn.functional as F
 from torch._dynamo.utils import counters
+from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.profiler import ProfilerActivity, profile
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
 
 from .check import count_flops
 from .configs import cfg_path, insert
@@ -56,7 +59,7 @@ from .layers import fuse_layers, textbook
 from .layers.registry import REGISTRY, builtin_specs, discover, find
 
 __all__ = ["main", "LAYER_SHAPES", "LAYER_NAMES", "make_layer", "measure_layer", "run_layers", "run_models",
-           "cpu_name", "model_configs", "fused_model", "no_grad_call", "load_official", "official_counterpart",
+           "same_operators", "cpu_name", "model_configs", "fused_model", "no_grad_call", "load_official", "official_counterpart",
            "run_layers_inprocess", "run_models_inprocess", "measure_compiled", "compile_subjects", "run_compile",
            "run_gpu", "layer_table", "model_table"]
 
@@ -198,6 +201,7 @@ class LayerRow:
     fast_samples: list = field(default_factory=list)
     textbook_samples: list = field(default_factory=list)
     rechecks: list = field(default_factory=list)  # speed-ups of re-runs in fresh interpreters (run_layers' ``recheck``)
+    same_code: bool | None = None  # fast and textbook dispatch the same operators (:func:`same_operators`); CPU rows
 
     @property
     def speedup(self) -> float | None:
@@ -267,14 +271,53 @@ def _layer_callables(layer, x, mode: str, device: str, amp, official=None) -> li
     return [step(layer, False), step(layer, True)] + ([step(official, False)] if official is not None else [])
 
 
+class _OperatorLog(TorchDispatchMode):
+    """The operators a call dispatches, each with its outputs' shapes, strides and dtypes."""
+
+    def __init__(self):
+        super().__init__()
+        self.ops = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        self.ops.append((func.name(), [(tuple(t.shape), t.stride(), t.dtype) for t in tree_leaves(out)
+                                       if isinstance(t, torch.Tensor)]))
+        return out
+
+
+def same_operators(name: str, c: int, side: int, batch: int, mode: str, level: str = "",
+                   device: str = "cpu") -> bool:
+    """Whether a row's *fast* and *textbook* variants (:func:`_layer_callables`) dispatch the same operators on the
+    same shapes, strides and dtypes — the same code, so their speed-up measures only the timing's noise.
+
+    So it is for a layer with no separate attention form (SE, ECA, LSKA, ... : ``textbook()`` changes nothing), and in
+    training for a layer whose only fast-path change is folding BatchNorm (inference only). Traced once each with fake
+    tensors of the row's shape (``FakeTensorMode``: dispatch and shapes, no data, well under a second), so the
+    size-dependent choices of the dispatch are the row's. fp32, forward (and backward in training).
+    """
+    torch.manual_seed(0)
+    layer = make_layer(name, c, side, level).to(device)
+    fake = FakeTensorMode(allow_non_fake_inputs=True)  # the layer's real weights, a fake input: fake results
+    with fake:
+        x = torch.randn(batch, c, side, side, device=device)
+    logs = []
+    for fn in _layer_callables(layer, x, mode, device, None):  # (built outside the mode: it copies the layer)
+        with fake, _OperatorLog() as log:
+            fn()
+        logs.append(log.ops)
+    return logs[0] == logs[1]
+
+
 def measure_layer(device: str, dtype_name: str, model: str, level: str, channels: int, side: int, name: str,
                   batch: int, mode: str, min_reps: int, max_reps: int, budget_s: float,
                   max_textbook_gb: float, official=None) -> LayerRow:
     """One row: the layer's fast path and its textbook form, peak memory then interleaved timing.
 
     ``official``: a namespace of official classes (:func:`load_official`); then the official module with the same
-    weights is a third variant and the row an :class:`OfficialLayerRow`. It is skipped with the textbook (the same
-    token×token estimate), and dropped with a note when it cannot be built or fails.
+    weights is a third variant and the row an :class:`OfficialLayerRow`. It is skipped when the layer's token×token
+    estimate (``textbook_bytes``) passes ``max_textbook_gb``, and so is the textbook, unless the textbook dispatches
+    the fast path's operators (:func:`same_operators`, CPU rows: FLA's is linear); dropped with a note when it cannot
+    be built or fails.
     """
 
     amp = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}[dtype_name]
@@ -282,9 +325,11 @@ def measure_layer(device: str, dtype_name: str, model: str, level: str, channels
     layer = make_layer(name, channels, side, level).to(device)
     x = torch.randn(batch, channels, side, side, device=device)
     est = textbook_bytes(name, channels, side, batch, mode == "train")
-    skip_ref = est > max_textbook_gb * GiB
-    counterpart, off_note = (None, "") if official is None or skip_ref else official_counterpart(name, layer,
-                                                                                                 official, device)
+    same = same_operators(name, channels, side, batch, mode, level) if device == "cpu" else None
+    too_big = est > max_textbook_gb * GiB
+    skip_ref = too_big and not same  # a textbook form that runs the fast path's operators builds no such matrix
+    counterpart, off_note = (None, "") if official is None or too_big else official_counterpart(name, layer,
+                                                                                                official, device)
     fns = _layer_callables(layer, x, mode, device, amp, counterpart)
     variants = ["fast"] + ([] if skip_ref else ["textbook"]) + (["official"] if counterpart is not None else [])
     fns = [fns[["fast", "textbook", "official"].index(v)] for v in variants]
@@ -308,12 +353,15 @@ def measure_layer(device: str, dtype_name: str, model: str, level: str, channels
         textbook_s=None if skip_ref else t["textbook"].median, textbook_iqr_s=None if skip_ref else t["textbook"].iqr,
         textbook_peak=None if skip_ref else peak["textbook"], reps=len(t["fast"].samples),
         note=note, fast_samples=t["fast"].samples, textbook_samples=[] if skip_ref else t["textbook"].samples,
+        same_code=same,
     )
     if official is None:
         return LayerRow(**row)
     o = t.get("official")
-    if skip_ref:
-        row["note"] = note.replace("textbook not run", "textbook and official not run")
+    if too_big:
+        row["note"] = (note.replace("textbook not run", "textbook and official not run") if skip_ref else
+                       f"official not run: its token×token matrices need ~{est / GiB:.1f} GiB "
+                       f"(> --max-textbook-gb {max_textbook_gb:g})")
     return OfficialLayerRow(**row, official_s=o.median if o else None, official_iqr_s=o.iqr if o else None,
                             official_peak=peak.get("official"), official_samples=o.samples if o else [],
                             official_note=off_note)
