@@ -399,6 +399,8 @@ def test_command_isolated_rows(capsys):
                        "--budget", "0"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[1].split()[:2] == ["LSKA", "yolov8n"] and "official ms" not in lines[0]
+    assert lines[1].split()[9].endswith("x=") and "note: '=' after a speed-up: fast and textbook run the same" \
+        in "\n".join(lines)  # LSKA has no separate textbook form: its speed-up is marked
 
 
 def test_the_package_carries_no_report():

@@ -1019,20 +1019,24 @@ def cpu_name() -> str:
 
 def layer_table(rows: list[LayerRow]) -> str:
     """The layer rows as a plain fixed-width table (times in ms, peaks in MB = 10⁶ bytes; speed-up: textbook time /
-    fast time; fast/official below 1: the fast path is faster)."""
+    fast time, ``=`` where both run the same code; fast/official below 1: the fast path is faster)."""
     official = any(isinstance(r, OfficialLayerRow) for r in rows)
     head = ["layer", "shape", "batch", "mode", "dtype", "fast ms", "textbook ms", "speed-up", "fast MB", "textbook MB"]
     head += ["official ms", "fast/official", "official MB"] if official else []
     table = [head]
     for r in rows:
         cells = [r.layer, f"{r.model} {r.level} {r.channels}@{r.side}x{r.side}", str(r.batch), r.mode, r.dtype,
-                 _ms(r.fast_s), _ms(r.textbook_s), _x(r.speedup).replace("×", "x"), _mb(r.fast_peak),
+                 _ms(r.fast_s), _ms(r.textbook_s), _x(r.speedup).replace("×", "x") + ("=" if r.same_code else ""),
+                 _mb(r.fast_peak),
                  _mb(r.textbook_peak)]
         if official:
             o = r if isinstance(r, OfficialLayerRow) else None
             cells += [_ms(o and o.official_s), _x(o and o.official_ratio).replace("×", "x"), _mb(o and o.official_peak)]
         table.append(cells)
     notes = sorted({n for r in rows for n in (r.note, getattr(r, "official_note", "")) if n})
+    if any(r.same_code for r in rows):
+        notes.append("'=' after a speed-up: fast and textbook run the same operators (no separate textbook form here): that speed-up is "
+                     "the timing's noise")
     return _plain(table) + "".join(f"\n  note: {n}" for n in notes)
 
 
