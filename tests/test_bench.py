@@ -153,6 +153,20 @@ def test_same_operators_tells_identical_code(name, c, side, batch, mode, same):
             assert torch.equal(fast(x), expected)
 
 
+def test_same_operators_is_unknown_for_a_layer_that_reads_values(monkeypatch):
+    """A user's layer that reads a value (``.item()``) cannot run on fake tensors: unknown (None), so its rows are
+    judged like those of a layer with a textbook form, and the benchmark still measures it."""
+    class Reads(torch.nn.Module):
+        def forward(self, x):
+            return x * float(x.mean().item() > 0)
+
+    monkeypatch.setattr(bench, "make_layer", lambda *args: Reads())
+    monkeypatch.setattr(bench, "textbook_bytes", lambda *args: 0)  # (not registered: no declaration to read)
+    assert bench.same_operators("Reads", 8, 4, 1, "infer") is None
+    row = bench.measure_layer("cpu", "fp32", "n", "P5", 8, 4, "Reads", 1, "infer", max_textbook_gb=1.0, **FAST)
+    assert row.same_code is None and row.textbook_s > 0
+
+
 def _row(layer, speedup, same_code, mode="infer"):
     return bench.LayerRow("cpu", "fp32", layer, "yolov8n", "P5", 256, 20, 16, mode, fast_s=1.0, fast_iqr_s=0.0,
                           fast_peak=1, textbook_s=speedup, textbook_iqr_s=0.0, textbook_peak=1, reps=5,
