@@ -584,6 +584,26 @@ def test_token_major_copies_consecutive_channel_slices_once():
 # ----------------------------------------------------------------------------------------------------------------------
 # the CUDA code path without a GPU: fake CUDA tensors (shapes, dtypes and dispatch; no data)
 # ----------------------------------------------------------------------------------------------------------------------
+def test_a_forward_on_fake_tensors_leaves_nothing_real_calls_pick_up(monkeypatch):
+    """CGA memoises its bias index per window size and device. A forward on fake tensors (``FakeTensorMode``: the
+    benchmark's operator trace, the fake-CUDA tests below) builds a fake index, which must not reach the cache real
+    calls read: they would index the biases with it and return a fake tensor (as they did, timing nothing)."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    monkeypatch.setattr(cga_module, "_OFFSET_INDEX", {})  # empty: the fake calls below would fill it
+    layer = randomize_(CGA(32).eval(), 3)
+    x = torch.randn(1, 32, 20, 20)
+    with FakeTensorMode(allow_non_fake_inputs=True) as mode:
+        with torch.no_grad():
+            assert type(layer(mode.from_tensor(x))).__name__ == "FakeTensor"  # a fake input
+            layer(x)  # a real input under the active mode: the index it builds is fake too
+    assert all(type(t) is torch.Tensor for t in cga_module._OFFSET_INDEX.values()), cga_module._OFFSET_INDEX
+    with torch.no_grad():
+        y = layer(x)
+    assert type(y) is torch.Tensor and rel_err(y, reference(layer)(x)) <= 1e-5
+    assert all(type(t) is torch.Tensor for t in cga_module._OFFSET_INDEX.values()) and cga_module._OFFSET_INDEX
+
+
 def fake_cuda_forward(layer, shape, dtype, monkeypatch):
     """``layer`` (fused, eval) on a fake CUDA input of ``shape``: (SDPA calls, aten operators of the forward)."""
     from torch._subclasses.fake_tensor import FakeTensorMode

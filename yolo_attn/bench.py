@@ -295,7 +295,8 @@ def same_operators(name: str, c: int, side: int, batch: int, mode: str, level: s
     tensors of the row's shape (``FakeTensorMode``: dispatch and shapes, no data, well under a second), so the
     size-dependent choices of the dispatch are the row's. fp32, forward (and backward in training). None when the
     layer cannot run on fake tensors (a user's layer that reads a value, ``.item()``): then the row is judged as one
-    whose textbook form differs.
+    whose textbook form differs. A layer that memoises tensors across calls must keep what a fake-tensor call builds
+    apart from what real calls read (CGA keeps its bias index per fake mode), or later real calls get fake tensors.
     """
     torch.manual_seed(0)
     layer = make_layer(name, c, side, level).to(device)

@@ -50,7 +50,7 @@ over heads is sequential by construction, so at batch 1 the layer stays launch-b
 
 from __future__ import annotations
 
-from functools import lru_cache
+import weakref
 
 import torch
 import torch.nn.functional as F
@@ -84,15 +84,30 @@ def relative_offset_index(h: int, w: int, resolution: int, device=None) -> torch
     return idx.reshape(h * w, h * w)
 
 
-@lru_cache(maxsize=64)
-def _cached_offset_index(h: int, w: int, resolution: int, device: torch.device) -> torch.Tensor:
-    """:func:`relative_offset_index` memoised per window size and device (read-only; not used while tracing).
+_OFFSET_INDEX: dict[tuple, torch.Tensor] = {}  # (h, w, resolution, device) -> index: plain tensors only
+_FAKE_OFFSET_INDEX: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # fake tensor mode -> its own dict
+
+
+def _cached_offset_index(h: int, w: int, resolution: int, x: torch.Tensor) -> torch.Tensor:
+    """:func:`relative_offset_index` for ``x``'s window, memoised per window size and device (read-only; not used
+    while tracing; at most 64 sizes kept).
 
     Built outside inference mode: a cached index first made under ``torch.inference_mode()`` (predict, val) would
-    be an inference tensor, which autograd refuses to save when the same process trains afterwards.
+    be an inference tensor, which autograd refuses to save when the same process trains afterwards. An index made
+    for a fake tensor (``FakeTensorMode``: shapes without data, as the benchmark's and tests' operator traces run
+    the layer) is fake; it goes to that mode's own cache, never to the one real calls read (a real call that then
+    indexed the biases with it would return a fake tensor).
     """
-    with torch.inference_mode(False):
-        return relative_offset_index(h, w, resolution, device)
+    mode = getattr(x, "fake_mode", None)
+    cache = _OFFSET_INDEX if mode is None else _FAKE_OFFSET_INDEX.setdefault(mode, {})
+    key = (h, w, resolution, x.device)
+    idx = cache.get(key)
+    if idx is None:
+        with torch.inference_mode(False):
+            idx = relative_offset_index(h, w, resolution, x.device)
+        if len(cache) < 64 and (cache is not _OFFSET_INDEX or type(idx) is torch.Tensor):  # (a real input under
+            cache[key] = idx  # an active fake mode gets a fake index: not kept)
+    return idx
 
 
 class CascadedGroupAttention(nn.Module):
@@ -131,7 +146,7 @@ class CascadedGroupAttention(nn.Module):
         if torch.jit.is_tracing() or _is_compiling():
             idx = relative_offset_index(H, W, self.resolution, x.device)
         else:
-            idx = _cached_offset_index(H, W, self.resolution, x.device)
+            idx = _cached_offset_index(H, W, self.resolution, x)
         bias = self.attention_biases[:, idx]  # (heads, N, N)
         chunks = x.chunk(self.num_heads, dim=1)  # heads × (B, C/heads, H, W)
         outs = []
