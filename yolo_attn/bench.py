@@ -59,9 +59,9 @@ from .layers import fuse_layers, textbook
 from .layers.registry import REGISTRY, builtin_specs, discover, find
 
 __all__ = ["main", "LAYER_SHAPES", "LAYER_NAMES", "make_layer", "measure_layer", "run_layers", "run_models",
-           "same_operators", "cpu_name", "model_configs", "fused_model", "no_grad_call", "load_official", "official_counterpart",
-           "run_layers_inprocess", "run_models_inprocess", "measure_compiled", "compile_subjects", "run_compile",
-           "run_gpu", "layer_table", "model_table"]
+           "same_operators", "cpu_name", "model_configs", "fused_model", "no_grad_call", "load_official",
+           "official_counterpart", "run_layers_inprocess", "run_models_inprocess", "measure_compiled",
+           "compile_subjects", "run_compile", "run_gpu", "layer_table", "model_table"]
 
 LAYER_SHAPES = {  # model: [(level, channels, side)] at 640: P3 = 640/8, P4 = 640/16, P5 = 640/32
     "n": [("P3", 64, 80), ("P4", 128, 40), ("P5", 256, 20)],
@@ -1041,8 +1041,8 @@ def layer_table(rows: list[LayerRow]) -> str:
         table.append(cells)
     notes = sorted({n for r in rows for n in (r.note, getattr(r, "official_note", "")) if n})
     if any(r.same_code for r in rows):
-        notes.append("'=' after a speed-up: fast and textbook run the same operators (no separate textbook form here): that speed-up is "
-                     "the timing's noise")
+        notes.append("'=' after a speed-up: fast and textbook run the same operators (no separate textbook form "
+                     "here): that speed-up is the timing's noise")
     return _plain(table) + "".join(f"\n  note: {n}" for n in notes)
 
 
