@@ -274,7 +274,8 @@ def write_report(path: Path, meta: dict, layer_rows, model_rows, startup, target
           "*textbook* is the same layer (same weights) inside `with yolo_attn.layers.textbook():`, which sends "
           "every softmax attention through its explicit form (the score matrix materialised, softmax, product: "
           "SHSA, CGA, iRMB, BRA, whatever the dispatch would pick); layers without a softmax attention (FLA's "
-          "linear attention, LSKA, SE, ...) run the same code in both, marked *same code* below. *infer*: eval mode under `torch.no_grad()`, fast "
+          "linear attention, LSKA, SE, ...) run the same code in both, marked *same code* below. *infer*: eval "
+          "mode under `torch.no_grad()`, fast "
           "path fused with `yolo_attn.layers.fuse_layers` (BatchNorm folded), textbook unfused. *train*: train mode, "
           "forward + backward of the mean, gradients reset each step; both unfused.",
           f"- **Timing**: one profiled call (peak memory) and one warm-up call per variant, then rounds that call "

@@ -73,8 +73,8 @@ _SIZED = (re.compile(rf"^(?P<family>.*\d)(?P<size>[{_SIZES}])(?P<rest>-.+)?$"), 
 
 
 def size_family(stem: str) -> tuple[str, tuple]:
-    """A stock YAML's family without its size and the size's rank (smaller first): ``yolov9c-seg`` ->
-    ``("yolov9-seg", (0, 4))``; a YAML without a size letter is a family of its own."""
+    """A stock YAML's family (the stem, ``*`` where its size was) and the size's rank (smaller first): ``yolov9c-seg``
+    -> ``("yolov9*-seg", (0, 4))``; a YAML without a size letter is a family of its own."""
     for pattern in _SIZED:
         m = pattern.match(stem)
         if m:
@@ -89,14 +89,13 @@ def cases(layers=None, rotate: bool = False, larger_sizes_rotated: bool = False)
     layer per case, rotated so that consecutive cases of a family (and consecutive families) get different layers;
     ``larger_sizes_rotated``: rotated only on the YAMLs that are a larger size of another (:func:`size_family`)."""
     layers = list(layers or REGISTRY)
-    bases = sorted(stock_configs())
-    smallest = {}
-    for base in bases:
-        family, rank = size_family(Path(base).stem)
+    families = {base: size_family(Path(base).stem) for base in sorted(stock_configs())}
+    smallest = {}  # family -> (rank, YAML) of its smallest size
+    for base, (family, rank) in families.items():
         smallest[family] = min(smallest.get(family, (rank, base)), (rank, base))
     out, k = [], 0
-    for base in bases:
-        larger = smallest[size_family(Path(base).stem)[0]][1] != base
+    for base, (family, _) in families.items():
+        larger = smallest[family][1] != base
         for at in valid_placements(base):
             if rotate or (larger_sizes_rotated and larger):
                 out.append((base, layers[k % len(layers)], at))
